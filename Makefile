@@ -1,0 +1,71 @@
+# Transfer Learning Lab -- two commands do everything:
+#   make lab    build the environment, fetch the assets, open the course in JupyterLab
+#   make test   build the same environment, then run the unit tests and every notebook (nbval)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PORT   ?= 8888
+NB     ?=
+
+.PHONY: help install assets doctor lab test unit notebooks execute student grade lock clean
+
+help:
+	@echo "make lab      build everything and open the course in JupyterLab"
+	@echo "make test     build everything, run unit tests and every notebook (nbval)"
+	@echo "make execute  re-run every notebook in place (committed outputs come from a real run)"
+	@echo "make student  write the student notebooks (no solutions, no outputs) to build/student"
+	@echo "make grade NB=path/to/submitted.ipynb   score a submitted notebook per exercise"
+	@echo "make doctor   report Python, packages, device, cache and assets"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Install the exact versions CI tested (requirements.lock), then labkit itself in editable mode.
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+assets: install
+	$(BIN)/python -m labkit fetch
+
+doctor: install
+	$(BIN)/python -m labkit doctor
+
+lab: assets
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+unit: assets
+	$(BIN)/python -m pytest tests -q
+
+notebooks: assets
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -q notebooks
+
+test: unit notebooks
+
+execute: assets
+	cd notebooks && for nb in [0-9]*.ipynb; do \
+		echo "== $$nb"; /usr/bin/time -f "$$nb: %e s" ../$(BIN)/jupyter nbconvert --to notebook \
+			--execute --inplace --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
+	done
+
+student: install
+	$(BIN)/python -m labkit student notebooks build/student
+
+grade: install
+	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; }
+	$(BIN)/python -m labkit grade "$(NB)"
+
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^labkit' \
+		| sed 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements.lock.new
+	{ echo "# Exact versions tested in CI (Python 3.11, CPU). \`make install\` installs from this file."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; cat requirements.lock.new; } > requirements.lock
+	rm requirements.lock.new
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

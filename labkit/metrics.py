@@ -1,0 +1,55 @@
+"""The evaluation protocol's metrics (COURSE.md §5) and the paper's reference figures.
+
+* weighted-average F1 over the three classes (the paper's "overall F1"),
+* Pearson r between a predicted score and the mean human rating.
+
+Taught in lesson 00.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import pearsonr
+from sklearn.metrics import f1_score
+
+from labkit.data import DOMAINS
+
+#: Hutto & Gilbert (2014), Table 4: 3-class F1 on each whole corpus.
+PAPER_TABLE4 = pd.DataFrame(
+    {"individual human rater": [0.84, 0.92, 0.85, 0.65], "VADER (2014)": [0.96, 0.61, 0.63, 0.55]},
+    index=list(DOMAINS),
+)
+
+#: Hutto & Gilbert (2014), Table 5: classic models trained on half of one corpus (rows), tested on
+#: each corpus (columns). NB naive Bayes, ME maximum entropy (logistic regression), SVM-C / SVM-R.
+PAPER_TABLE5 = pd.DataFrame(
+    [[0.84, 0.53, 0.53, 0.42], [0.83, 0.56, 0.58, 0.45], [0.83, 0.56, 0.55, 0.46],
+     [0.65, 0.49, 0.51, 0.46], [0.56, 0.75, 0.49, 0.44], [0.56, 0.75, 0.51, 0.45],
+     [0.69, 0.55, 0.61, 0.48], [0.67, 0.55, 0.60, 0.43], [0.64, 0.55, 0.58, 0.42],
+     [0.54, 0.49, 0.48, 0.44], [0.59, 0.56, 0.51, 0.49], [0.58, 0.55, 0.51, 0.50]],
+    index=["NB (tweets)", "ME (tweets)", "SVM-C (tweets)", "SVM-R (tweets)", "NB (movie)",
+           "ME (movie)", "NB (amazon)", "ME (amazon)", "SVM-C (amazon)", "SVM-R (amazon)",
+           "NB (nyt)", "ME (nyt)"],
+    columns=list(DOMAINS),
+)
+
+
+def weighted_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Weighted-average F1: ``sum_c (n_c / n) * F1_c`` over the classes present in ``y_true``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has shape {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("weighted_f1 got no items")
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
+def pearson(score_true: Sequence[float], score_pred: Sequence[float]) -> float:
+    """Pearson correlation ``r = cov(x, y) / (sd(x) sd(y))`` between two score vectors."""
+    x, y = np.asarray(score_true, float), np.asarray(score_pred, float)
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError(f"pearson needs two equal-length vectors of 2+ items, got {x.shape} and {y.shape}")
+    return float(pearsonr(x, y).statistic)

