@@ -1,14 +1,15 @@
 """The evaluation protocol's metrics (COURSE.md §5) and the paper's reference figures.
 
 * weighted-average F1 over the three classes (the paper's "overall F1"),
-* Pearson r between a predicted score and the mean human rating.
+* Pearson r between a predicted score and the mean human rating,
+* the cross-domain F1 matrix (train on one domain, test on every domain; the paper's Table 5).
 
 Taught in lesson 00.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,3 +54,42 @@ def pearson(score_true: Sequence[float], score_pred: Sequence[float]) -> float:
     if x.shape != y.shape or x.size < 2:
         raise ValueError(f"pearson needs two equal-length vectors of 2+ items, got {x.shape} and {y.shape}")
     return float(pearsonr(x, y).statistic)
+
+
+#: ``fit(train_part) -> predict`` where ``predict(test_part) -> labels``: one model per training domain.
+Fit = Callable[[pd.DataFrame], Callable[[pd.DataFrame], Sequence[int]]]
+
+
+def cross_domain_f1(fit: Fit, train: pd.DataFrame, test: pd.DataFrame,
+                    domains: Iterable[str] = DOMAINS) -> pd.DataFrame:
+    """Weighted F1 of a model trained on each domain (rows) and tested on each domain (columns).
+
+    ``fit(train_part)`` is called ONCE per row domain with that domain's training rows and must
+    return ``predict(test_part) -> labels``, which is called once per column domain. The diagonal is
+    the in-domain score; the off-diagonal cells measure transfer (the paper's Table 5)::
+
+        M[i, j] = F1_weighted(y_test_j, predict_i(x_test_j)),   predict_i = fit(train_i)
+
+    Taught in lesson 01.
+    """
+    domains = list(domains)
+    for name, df in (("train", train), ("test", test)):
+        missing = {"domain", "label"} - set(df.columns)
+        if missing:
+            raise ValueError(f"cross_domain_f1: {name} needs the columns 'domain' and 'label'; "
+                             f"missing {sorted(missing)}")
+        absent = [d for d in domains if not (df["domain"] == d).any()]
+        if absent:
+            raise ValueError(f"cross_domain_f1: {name} has no rows for {absent}; pass "
+                             f"domains=... to restrict the matrix to the domains you have")
+    matrix = pd.DataFrame(index=pd.Index(domains, name="trained on"),
+                          columns=pd.Index(domains, name="tested on"), dtype=float)
+    for row in domains:
+        predict = fit(train[train["domain"] == row])
+        if not callable(predict):
+            raise ValueError("cross_domain_f1: fit(train_part) must return a function "
+                             "predict(test_part) -> labels, got " + type(predict).__name__)
+        for col in domains:
+            part = test[test["domain"] == col]
+            matrix.loc[row, col] = weighted_f1(part["label"].to_numpy(), np.asarray(predict(part)))
+    return matrix

@@ -1,0 +1,170 @@
+"""The course's recurring plots, each labelled with units. Taught in lessons 00, 01, 03 and 05.
+
+Every function draws on ``ax`` (a new figure when ``ax`` is None), returns the Axes and never calls
+``plt.show()``: in Jupyter the figure is shown when the cell ends.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from sklearn.metrics import confusion_matrix
+
+from labkit.data import DOMAINS, LABELS
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _need_columns(df: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{who}: the table has no column(s) {missing}; its columns are {list(df.columns)}")
+
+
+def cross_domain_heatmap(matrix: pd.DataFrame, title: str, ax: Axes | None = None,
+                         vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis") -> Axes:
+    """Heatmap of a cross-domain F1 matrix: rows "trained on", columns "tested on", cells annotated.
+
+    Taught in lesson 01 (and reused in lessons 03 and 06).
+    """
+    if matrix.empty:
+        raise ValueError("cross_domain_heatmap got an empty matrix; build one with metrics.cross_domain_f1")
+    values = matrix.to_numpy(dtype=float)
+    ax = _axes(ax, (4.6, 3.8))
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in matrix.columns])
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in matrix.index])
+    mid = (vmin + vmax) / 2
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
+                        color="black" if values[i, j] > mid else "white", fontsize=9)
+    ax.set_xlabel("tested on (domain)")
+    ax.set_ylabel("trained on (domain)")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, label="weighted F1 (0–1)")
+    return ax
+
+
+def _long_table(results: pd.DataFrame | Mapping, x: str, y: str, hue: str) -> pd.DataFrame:
+    """``{method: {x_value: score or [scores]}}`` or a long table -> columns ``x, y, hue``."""
+    if isinstance(results, pd.DataFrame):
+        _need_columns(results, [x, y, hue], "learning_curves")
+        return results[[x, y, hue]]
+    rows = []
+    for method, curve in results.items():
+        if isinstance(curve, pd.DataFrame):
+            _need_columns(curve, [x, y], "learning_curves")
+            rows += [(xv, yv, method) for xv, yv in zip(curve[x], curve[y])]
+            continue
+        for xv, scores in dict(curve).items():
+            rows += [(xv, float(s), method) for s in np.atleast_1d(scores)]
+    if not rows:
+        raise ValueError("learning_curves got no results; pass {method: {n_labels: [scores]}}")
+    return pd.DataFrame(rows, columns=[x, y, hue])
+
+
+def learning_curves(results: pd.DataFrame | Mapping, x: str = "n", y: str = "f1",
+                    hue: str = "method", ax: Axes | None = None, logx: bool = True,
+                    xlabel: str = "labelled training sentences (count)",
+                    ylabel: str = "weighted F1 (0–1)", title: str = "Learning curves") -> Axes:
+    """Score against training-set size, one line per method: the mean over repeats (seeds) with a
+    band of ± one standard deviation.
+
+    ``results`` is a long table with columns ``x``, ``y``, ``hue`` (one row per run), or a dict
+    ``{method: {n: [scores over seeds]}}``. Taught in lesson 03.
+    """
+    table = _long_table(results, x, y, hue)
+    ax = _axes(ax, (6.0, 3.8))
+    for method, part in table.groupby(hue, sort=False):
+        stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        xs, mean, spread = stats.index.to_numpy(float), stats["mean"], stats["std"].fillna(0.0)
+        line, = ax.plot(xs, mean, marker="o", label=str(method))
+        ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel + (" — log scale" if logx else ""))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str] = LABELS,
+              ax: Axes | None = None, title: str = "Confusion matrix") -> Axes:
+    """Confusion matrix as counts, each cell also showing its share of the true class (row %).
+
+    Taught in lesson 01.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"confusion needs two equal, non-empty label vectors; got {y_true.shape} "
+                         f"and {y_pred.shape}")
+    counts = confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax = _axes(ax, (4.2, 3.6))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center",
+                    color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, label="share of the true class (0–1)")
+    return ax
+
+
+def tradeoff_scatter(df: pd.DataFrame, x: str, y: str, label_col: str, logx: bool = True,
+                     ax: Axes | None = None, xlabel: str | None = None, ylabel: str | None = None,
+                     title: str = "Trade-off") -> Axes:
+    """One labelled point per method, e.g. weighted F1 against trainable parameters or seconds.
+
+    Pass ``xlabel``/``ylabel`` with units (default: the column names). Taught in lesson 05.
+    """
+    _need_columns(df, [x, y, label_col], "tradeoff_scatter")
+    if df.empty:
+        raise ValueError("tradeoff_scatter got an empty table")
+    ax = _axes(ax, (6.0, 3.8))
+    ax.scatter(df[x], df[y], s=40, zorder=3)
+    for xv, yv, name in zip(df[x], df[y], df[label_col]):
+        ax.annotate(str(name), (xv, yv), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel((xlabel or x) + (" — log scale" if logx else ""))
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def label_balance(df: pd.DataFrame, labels: Sequence[str] = LABELS, ax: Axes | None = None,
+                  title: str = "Label balance per domain") -> Axes:
+    """Stacked bars: the share of each class in each domain, in percent. Taught in lesson 00."""
+    _need_columns(df, ["domain", "label"], "label_balance")
+    order = [d for d in DOMAINS if d in set(df["domain"])] or sorted(df["domain"].unique())
+    shares = (pd.crosstab(df["domain"], df["label"], normalize="index")
+              .reindex(index=order, columns=range(len(labels)), fill_value=0.0) * 100)
+    ax = _axes(ax, (6.0, 3.6))
+    bottom = np.zeros(len(order))
+    for k, name in enumerate(labels):
+        ax.bar(order, shares[k], bottom=bottom, label=name)
+        bottom += shares[k].to_numpy()
+    ax.set_xlabel("domain")
+    ax.set_ylabel("share of sentences (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
