@@ -1,0 +1,245 @@
+"""Feature extraction (特征提取): sentence embeddings from the frozen all-MiniLM-L6-v2 encoder.
+
+A frozen encoder maps a sentence of ``T`` tokens to hidden states ``h_1 .. h_T`` (384 wide) at
+every layer: layer 0 is the embedding output, layers 1..6 are the transformer blocks. Pooling
+turns them into one vector per sentence, using the attention mask ``m_t`` (1 = real token,
+0 = padding)::
+
+    mean:  e = sum_t m_t h_t / sum_t m_t
+    cls:   e = h_1                              (the first token, [CLS])
+    max:   e_d = max_{t : m_t = 1} h_{t,d}      (per dimension)
+
+The vectors feed a small head (e.g. logistic regression) -- the encoder is never trained.
+
+Speed: texts are tokenised once, sorted by token length, cut into batches padded only to the
+longest sentence of each batch, run under ``torch.inference_mode()``, and put back in the
+caller's order. Results are cached under ``cache_dir()/embeddings/`` as ``.npy`` files keyed by
+model, layer, pooling, max length and a hash of the texts, so a later lesson reuses them.
+
+Taught in lesson 03 (and used by lessons 04, 06, 08, 09, 11).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from labkit import models
+from labkit.cache import atomic_write_bytes, cache_dir
+from labkit.device import pick_device
+
+MODEL_ID = "all-MiniLM-L6-v2"
+POOLINGS: tuple[str, ...] = ("mean", "cls", "max")
+DIM = 384
+
+_ENCODERS: dict[str, tuple] = {}  # device -> (tokenizer, model), loaded once per process
+
+
+def encoder(device: torch.device | str | None = None):
+    """``(tokenizer, model)`` of MiniLM on ``device``, loaded once per process and reused.
+
+    Taught in lesson 03.
+    """
+    dev = torch.device(device) if device is not None else pick_device()
+    key = str(dev)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = models.load_encoder(dev)
+    return _ENCODERS[key]
+
+
+@lru_cache(maxsize=1)
+def n_layers() -> int:
+    """Number of transformer layers of the encoder (6), read from its config without loading weights."""
+    from transformers import AutoConfig
+    return int(AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True).num_hidden_layers)
+
+
+def check_layer(layer: int) -> int:
+    """Return ``layer`` as an index in ``0..n_layers()`` (``-1`` = last), or raise a ValueError."""
+    n = n_layers()
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -(n + 1) <= layer <= n:
+        raise ValueError(f"layer must be an integer from 0 (embedding output) to {n} (last "
+                         f"transformer layer), or negative from -1 to {-(n + 1)}; got {layer!r}")
+    return int(layer) % (n + 1)
+
+
+def check_pooling(pooling: str) -> str:
+    """Return ``pooling`` if it is one of :data:`POOLINGS`, else raise a ValueError listing them."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; valid poolings are: {', '.join(POOLINGS)}")
+    return pooling
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError("embed expects a list of sentences, got one string; wrap it: [text]")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("embed got an empty list; pass at least one sentence")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ValueError(f"text {i} is a {type(t).__name__}, not a string; convert or drop it "
+                             "(e.g. df['text'].astype(str) or df.dropna(subset=['text']))")
+        if not t.strip():
+            raise ValueError(f"text {i} is empty or only whitespace; drop empty sentences first")
+    return texts
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """Pool token states ``hidden`` (batch, T, d) with attention ``mask`` (batch, T) into (batch, d).
+
+    ``mean``: ``sum_t m_t h_t / sum_t m_t``;  ``cls``: ``h_1``;  ``max``: ``max_{t: m_t=1} h_t``.
+    Taught in lesson 03.
+    """
+    check_pooling(pooling)
+    if pooling == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "mean":
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return hidden.masked_fill(m == 0, float("-inf")).max(1).values
+
+
+def _batches(texts: list[str], tokenizer, max_length: int, batch_size: int):
+    """Tokenise once, sort by token length (longest first), yield (positions, padded batch)."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    ids = enc["input_ids"]
+    order = np.argsort([-len(x) for x in ids], kind="stable")
+    for start in range(0, len(order), batch_size):
+        pos = order[start:start + batch_size]
+        feats = [{k: enc[k][i] for k in enc.keys()} for i in pos]
+        yield pos, tokenizer.pad(feats, padding=True, return_tensors="pt")
+
+
+def _forward(texts: list[str], layers: list[int], pooling: str, max_length: int, batch_size: int,
+             device, progress: bool) -> np.ndarray:
+    """Embeddings at each of ``layers`` (list of 0..n indices): array (len(layers), n, DIM)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
+    tokenizer, model = encoder(device)
+    dev = next(model.parameters()).device
+    out = np.empty((len(layers), len(texts), DIM), dtype=np.float32)
+    need_all = layers != [n_layers()]
+    batches = _batches(texts, tokenizer, max_length, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, total=-(-len(texts) // batch_size), desc="embedding", unit="batch")
+    with torch.inference_mode():
+        for pos, batch in batches:
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            result = model(**batch, output_hidden_states=need_all)
+            states = result.hidden_states if need_all else (result.last_hidden_state,)
+            for j, layer in enumerate(layers):
+                h = states[layer] if need_all else states[0]
+                out[j, pos] = pool(h.float(), batch["attention_mask"], pooling).cpu().numpy()
+    return out
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    """SHA-256 (first 16 hex digits) of the texts in order: part of every cache key."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def cache_path(texts: Sequence[str], layer: int, pooling: str, max_length: int) -> Path:
+    """The ``.npy`` file that holds (or will hold) these embeddings. Taught in lesson 03."""
+    layer = check_layer(layer)
+    name = f"{MODEL_ID}_L{layer}_{check_pooling(pooling)}_len{max_length}_{texts_hash(texts)}.npy"
+    return cache_dir() / "embeddings" / name
+
+
+def _load_cached(path: Path, n: int) -> np.ndarray | None:
+    """The cached array if the file is complete and sane, else ``None`` (it will be recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.shape != (n, DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+        return None
+    return arr
+
+
+def _save(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_length: int = 128,
+          batch_size: int = 64, cache: bool = True, device: torch.device | str | None = None,
+          progress: bool = False) -> np.ndarray:
+    """Sentence embeddings (float32, shape ``(n, 384)``) of the frozen MiniLM encoder.
+
+    ``layer``: 0 = embedding output, 1..6 = transformer layers, -1 = last. ``pooling``:
+
+    * ``"mean"``: ``e = sum_t m_t h_t / sum_t m_t`` (attention-masked mean; what
+      sentence-transformers uses, before its final normalisation),
+    * ``"cls"``: ``e = h_1``, the first token,
+    * ``"max"``: ``e_d = max_{t: m_t = 1} h_{t,d}``.
+
+    Texts longer than ``max_length`` tokens are truncated. With ``cache=True`` the result is read
+    from / written to ``cache_dir()/embeddings/`` (a damaged file is ignored and recomputed).
+    Taught in lesson 03.
+    """
+    texts = _check_texts(texts)
+    layer, pooling = check_layer(layer), check_pooling(pooling)
+    path = cache_path(texts, layer, pooling, max_length) if cache else None
+    if path is not None and (hit := _load_cached(path, len(texts))) is not None:
+        return hit
+    arr = _forward(texts, [layer], pooling, max_length, batch_size, device, progress)[0]
+    if path is not None:
+        _save(path, arr)
+    return arr
+
+
+def embed_all_layers(texts: Sequence[str], pooling: str = "mean", max_length: int = 128,
+                     batch_size: int = 64, cache: bool = True,
+                     device: torch.device | str | None = None,
+                     progress: bool = False) -> np.ndarray:
+    """Embeddings from every layer at once: float32 ``(n_layers + 1, n, 384)``, index = layer.
+
+    One forward pass per batch gives all hidden states; each layer is pooled as in :func:`embed`
+    and cached under the same key, so ``embed(texts, layer=k)`` later reads it from disk.
+    Taught in lesson 03 (used in lesson 04 to probe every layer).
+    """
+    texts = _check_texts(texts)
+    pooling = check_pooling(pooling)
+    layers = list(range(n_layers() + 1))
+    paths = [cache_path(texts, k, pooling, max_length) for k in layers] if cache else None
+    if paths is not None:
+        hits = [_load_cached(p, len(texts)) for p in paths]
+        if all(h is not None for h in hits):
+            return np.stack(hits)
+    arr = _forward(texts, layers, pooling, max_length, batch_size, device, progress)
+    if paths is not None:
+        for k, p in zip(layers, paths):
+            _save(p, arr[k])
+    return arr
+
+
+def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128,
+                 device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unpooled token states ``(n, T, 384)`` and attention mask ``(n, T)`` of a few texts.
+
+    For looking inside pooling (lesson 03's exercise); use :func:`embed` for real work.
+    Taught in lesson 03.
+    """
+    texts = _check_texts(texts)
+    layer = check_layer(layer)
+    tokenizer, model = encoder(device)
+    dev = next(model.parameters()).device
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                      return_tensors="pt").to(dev)
+    with torch.inference_mode():
+        states = model(**batch, output_hidden_states=True).hidden_states[layer]
+    return states.float().cpu().numpy(), batch["attention_mask"].cpu().numpy()
