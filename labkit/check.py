@@ -31,12 +31,12 @@ def _record(exercise: str, passed: bool, feedback: str) -> None:
             fh.write(json.dumps({"exercise": exercise, "passed": passed, "feedback": feedback}) + "\n")
 
 
-def report(exercise: str, passed: bool, feedback: str, hint: str = "") -> bool:
+def report(exercise: str, passed: bool, feedback: str, hint: str = "") -> None:
     """Print ``✔ [exercise] feedback`` or raise ``ExerciseFailed`` with the feedback and hint."""
     _record(exercise, passed, feedback)
     if passed:
         print(f"✔ [{exercise}] {feedback}")
-        return True
+        return
     message = f"✘ [{exercise}] {feedback}" + (f"\n  hint: {hint}" if hint else "")
     raise ExerciseFailed(message)
 
@@ -48,7 +48,7 @@ def _as_array(value: Any) -> np.ndarray:
 
 
 def close(exercise: str, got: Any, expected: Any, what: str, rtol: float = 1e-5,
-          atol: float = 1e-8, hint: str = "") -> bool:
+          atol: float = 1e-8, hint: str = "") -> None:
     """Pass when ``got`` matches ``expected`` (same shape, ``|got - expected| <= atol + rtol|expected|``)."""
     if got is None:
         return report(exercise, False, f"{what}: got None -- did you assign your result?", hint)
@@ -59,15 +59,15 @@ def close(exercise: str, got: Any, expected: Any, what: str, rtol: float = 1e-5,
     if g.shape != e.shape:
         return report(exercise, False, f"{what}: expected shape {e.shape}, got shape {g.shape}", hint)
     if np.allclose(g, e, rtol=rtol, atol=atol):
-        shown = f"{float(g):.6g}" if g.size == 1 else f"all {g.size} values"
-        return report(exercise, True, f"{what}: {shown} match the reference -- correct")
+        shown = f"{float(g):.6g} matches" if g.size == 1 else f"all {g.size} values match"
+        return report(exercise, True, f"{what}: {shown} the reference -- correct")
     worst = float(np.max(np.abs(g - e)))
     if g.size == 1:
         return report(exercise, False, f"{what}: expected {float(e):.6g}, got {float(g):.6g}", hint)
     return report(exercise, False, f"{what}: differs from the reference by up to {worst:.3g}", hint)
 
 
-def equal(exercise: str, got: Any, expected: Any, what: str, hint: str = "") -> bool:
+def equal(exercise: str, got: Any, expected: Any, what: str, hint: str = "") -> None:
     """Pass when ``got == expected`` (for ints, strings, sets, tuples)."""
     if got == expected:
         shown = f"{got:,}" if isinstance(got, int) else repr(got)
@@ -75,7 +75,7 @@ def equal(exercise: str, got: Any, expected: Any, what: str, hint: str = "") -> 
     return report(exercise, False, f"{what}: expected {expected!r}, got {got!r}", hint)
 
 
-def at_least(exercise: str, got: float, minimum: float, what: str, hint: str = "") -> bool:
+def at_least(exercise: str, got: float, minimum: float, what: str, hint: str = "") -> None:
     """Pass when a measured score reaches ``minimum`` (for "train a model that beats X")."""
     if got is None:
         return report(exercise, False, f"{what}: got None -- did you assign your result?", hint)
@@ -84,7 +84,7 @@ def at_least(exercise: str, got: float, minimum: float, what: str, hint: str = "
     return report(exercise, False, f"{what} = {float(got):.3f}, needs at least {minimum:.3f}", hint)
 
 
-def choice(exercise: str, got: Any, valid: set | list | tuple, what: str, hint: str = "") -> bool:
+def choice(exercise: str, got: Any, valid: set | list | tuple, what: str, hint: str = "") -> None:
     """Pass when ``got`` is one of the accepted answers (for "pick a method and justify it")."""
     if got in valid:
         return report(exercise, True, f"{what}: {got!r} is a good answer")

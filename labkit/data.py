@@ -66,6 +66,16 @@ def _read_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
+def _unescape(text: str) -> str:
+    """Decode HTML entities; some sentences are escaped twice (``&amp;amp;``), so repeat until stable."""
+    for _ in range(3):
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def corpus_dir() -> Path:
     """The folder with the ``*_GroundTruth.txt`` and ``*_anonDataRatings.txt`` files (fetched if needed)."""
     return assets.fetch("vader-corpora", progress=True) / "hutto_ICWSM_2014"
@@ -79,7 +89,7 @@ def _load_domain(domain: str) -> pd.DataFrame:
         parts = line.split("\t", 2)
         if len(parts) != 3:
             raise ValueError(f"{path}:{n}: expected 'id<TAB>score<TAB>text', got {line[:60]!r}")
-        rows.append((parts[0].strip(), domain, html.unescape(parts[2].strip()), float(parts[1])))
+        rows.append((parts[0].strip(), domain, _unescape(parts[2].strip()), float(parts[1])))
     df = pd.DataFrame(rows, columns=["id", "domain", "text", "score"])
     df["label"] = label_from_score(df["score"].to_numpy())
     if len(df) != SIZES[domain]:
