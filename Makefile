@@ -37,7 +37,7 @@ doctor: install
 	$(BIN)/python -m labkit doctor
 
 lab: assets
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 unit: assets
 	$(BIN)/python -m pytest tests -q

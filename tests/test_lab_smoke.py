@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -31,10 +32,8 @@ def test_jupyterlab_serves_the_notebooks(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
            f"--port={port}", f"--IdentityProvider.token={token}", f"--notebook-dir={NOTEBOOKS}",
-           "--ServerApp.port_retries=0"]
+           "--ServerApp.port_retries=0", "--allow-root"]
     env_home = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    import os
-
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, **env_home})
     base = f"http://127.0.0.1:{port}"
