@@ -1,0 +1,262 @@
+"""Fine-tuning: a sentence classifier on MiniLM, and one readable training loop.
+
+* :class:`SentenceClassifier` -- the pretrained encoder plus a new linear head,
+  ``logits = W · pool(h_1 … h_T) + b``.
+* :func:`fit` -- the training loop. Its body (forward, loss, backward, clip, step) is plain
+  PyTorch; ``accelerate`` only places things on the device, turns on mixed precision (bf16 on
+  CUDA, none on CPU) and averages gradients across processes, so the same loop runs on a CPU,
+  a GPU, or several processes started with ``accelerate launch`` / ``torchrun``.
+* :func:`predict`, :func:`make_loader` -- logits for a loader, and loaders of tokenised sentences.
+
+Taught in lesson 05.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from labkit import metrics, models
+
+POOLINGS = ("mean", "cls", "last")
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """One vector per sentence from the token vectors ``hidden`` (batch, tokens, width).
+
+    * ``"mean"``: masked mean ``sum_t m_t h_t / sum_t m_t`` over the real (non-padding) tokens,
+    * ``"cls"``: the first token's vector ``h_1`` ([CLS]),
+    * ``"last"``: the last real token's vector ``h_T`` (T = number of non-padding tokens).
+
+    Taught in lesson 05.
+    """
+    if how == "mean":
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        last = attention_mask.sum(1).long().clamp(min=1) - 1  # assumes right padding
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
+
+
+class SentenceClassifier(nn.Module):
+    """A pretrained encoder with a new linear head: ``logits = W · pool(encoder(x)) + b``.
+
+    The encoder's own pooler (a dense + tanh layer on [CLS]) is not used by any of our poolings,
+    so it is removed (``encoder.pooler = None``): parameters that never get a gradient would only
+    confuse the parameter counts and multi-process training. Taught in lesson 05.
+    """
+
+    def __init__(self, encoder: nn.Module, n_classes: int = 3, pooling: str = "mean",
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.dropout(pool(hidden, attention_mask, self.pooling)))
+
+
+def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool = True,
+                    device: torch.device | str | None = None
+                    ) -> tuple[PreTrainedTokenizerBase, SentenceClassifier]:
+    """``(tokenizer, SentenceClassifier)`` on MiniLM: pretrained weights, or (``pretrained=False``)
+    the same architecture with random weights (seed with ``device.seed_everything`` first).
+
+    Taught in lesson 05.
+    """
+    tokenizer, encoder = models.load_encoder("cpu")
+    if not pretrained:
+        config = AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True)
+        encoder = AutoModel.from_config(config)
+    model = SentenceClassifier(encoder, n_classes=n_classes, pooling=pooling)
+    return tokenizer, model.to(device or "cpu")
+
+
+def make_loader(texts: Sequence[str], labels: Sequence[int] | None, tokenizer: PreTrainedTokenizerBase,
+                max_length: int = 64, batch_size: int = 32, shuffle: bool = False,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader of tokenised sentences, padded per batch, yielding dicts with ``input_ids``,
+    ``attention_mask`` and (if ``labels`` is given) ``labels``. Taught in lesson 05."""
+    texts = list(texts)
+    if labels is not None and len(labels) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
+    if max_length < 2 or batch_size < 1:
+        raise ValueError(f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    items = [{"input_ids": ids, "attention_mask": mask}
+             for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+    if labels is not None:
+        for item, y in zip(items, labels):
+            item["labels"] = int(y)
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      collate_fn=DataCollatorWithPadding(tokenizer))
+
+
+def _split_batch(batch: Any) -> tuple[Any, torch.Tensor | None]:
+    """``(inputs, labels)`` from a dict batch (key ``labels``) or an ``(x, y)`` tuple batch."""
+    if isinstance(batch, dict) or hasattr(batch, "keys"):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return inputs, batch.get("labels")
+    if isinstance(batch, (list, tuple)):
+        return tuple(batch[:-1]), batch[-1]
+    raise ValueError(f"a batch must be a dict with 'labels' or an (x, y) tuple, got {type(batch).__name__}")
+
+
+def _forward(model: nn.Module, inputs: Any) -> torch.Tensor:
+    return model(**inputs) if isinstance(inputs, dict) else model(*inputs)
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if choice not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be 'auto', 'no', 'bf16' or 'fp16', got {choice!r}")
+    return choice
+
+
+def _accelerator(mixed_precision: str, cpu: bool) -> Accelerator:
+    """A fresh ``Accelerator`` for this call. Accelerate keeps one shared state per process; in a
+    single-process run it is cleared first so each ``fit`` may pick its own precision and device
+    (in a multi-process run the launcher's state is kept)."""
+    if not torch.distributed.is_initialized():
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=_mixed_precision(mixed_precision), cpu=cpu)
+
+
+def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator,
+             loss_fn: Callable = nn.CrossEntropyLoss(),
+             eval_fn: Callable = metrics.weighted_f1) -> dict[str, float]:
+    """Validation loss and ``eval_fn(y_true, y_pred)`` (default weighted F1) over a whole loader,
+    gathered from every process. Taught in lesson 05."""
+    model.eval()
+    all_logits, all_labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            inputs, labels = _split_batch(batch)
+            logits, labels = accelerator.gather_for_metrics((_forward(model, inputs), labels))
+            all_logits.append(logits.float().cpu())
+            all_labels.append(labels.cpu())
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    name = getattr(eval_fn, "__name__", "score")
+    return {"val_loss": float(loss_fn(logits, labels)),
+            f"val_{name}": float(eval_fn(labels.numpy(), logits.argmax(-1).numpy()))}
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
+        epochs: int, lr: float = 2e-5, optimizer: torch.optim.Optimizer | None = None,
+        loss_fn: Callable = nn.CrossEntropyLoss(), clip: float | None = 1.0,
+        patience: int | None = None, eval_fn: Callable = metrics.weighted_f1,
+        on_epoch_start: Callable[[int], Any] | None = None, progress: bool = True,
+        mixed_precision: str = "auto", cpu: bool = False) -> pd.DataFrame:
+    """Train ``model`` for ``epochs`` and return the history, one row per epoch
+    (``epoch``, ``train_loss``, ``val_loss``, ``val_<eval_fn>``, ``seconds``).
+
+    Each step: ``logits = model(x)``; ``loss = loss_fn(logits, y)``; backward; clip the gradient
+    norm, ``g ← g · min(1, c / ‖g‖)`` with ``c = clip``; optimizer step. The default optimizer
+    is AdamW over all parameters; frozen ones (``requires_grad=False``) get no gradient and are
+    skipped, so a callback may unfreeze more of them later (gradual unfreezing).
+
+    * ``val_loader``: evaluated after every epoch; ``eval_fn(y_true, y_pred)`` is the metric
+      (higher is better). With ``patience``, training stops after that many epochs without
+      improvement. The weights of the best epoch are restored at the end.
+    * ``on_epoch_start(epoch)``: called before each epoch (0-based), e.g. to unfreeze a block.
+    * ``mixed_precision``: ``"auto"`` = bf16 on CUDA, none on CPU. ``cpu=True`` forces the CPU.
+    * Several processes (``torchrun --nproc_per_node 2`` or ``accelerate launch``): each process
+      gets different batches and the gradients are averaged, exactly as one big batch.
+
+    Taught in lesson 05.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if patience is not None and (val_loader is None or patience < 1):
+        raise ValueError("patience needs a val_loader and must be >= 1 (or None for no early stopping)")
+    accelerator = _accelerator(mixed_precision, cpu)
+    if optimizer is None:
+        optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=lr)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    bar = tqdm(total=epochs * len(train_loader), disable=not (progress and accelerator.is_main_process),
+               desc="fine-tuning", unit="batch")
+    history, best, best_state, waited = [], -np.inf, None, 0
+    for epoch in range(epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        start, total, steps = time.perf_counter(), 0.0, 0
+        model.train()
+        for batch in train_loader:
+            inputs, labels = _split_batch(batch)
+            logits = _forward(model, inputs)            # forward
+            loss = loss_fn(logits, labels)               # loss
+            optimizer.zero_grad()
+            accelerator.backward(loss)                   # backward (averages gradients across processes)
+            if clip is not None:
+                accelerator.clip_grad_norm_(model.parameters(), clip)  # g <- g * min(1, c/||g||)
+            optimizer.step()                             # step
+            total, steps = total + loss.item(), steps + 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        mean_loss = accelerator.reduce(torch.tensor(total / max(steps, 1), device=accelerator.device), "mean")
+        row = {"epoch": epoch + 1, "train_loss": float(mean_loss)}
+        if val_loader is not None:
+            row.update(evaluate(model, val_loader, accelerator, loss_fn, eval_fn))
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        score = row.get(f"val_{getattr(eval_fn, '__name__', 'score')}")
+        if score is not None and score > best:
+            best, waited = score, 0
+            best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
+        elif score is not None:
+            waited += 1
+            if patience is not None and waited >= patience:
+                break
+    bar.close()
+    if best_state is not None:
+        accelerator.unwrap_model(model).load_state_dict(best_state)
+    model.eval()
+    return pd.DataFrame(history)
+
+
+def predict(model: nn.Module, loader: DataLoader, classes: bool = False) -> np.ndarray:
+    """Logits (n, n_classes) for every item of ``loader``, in order -- or, with ``classes=True``,
+    the predicted class ids ``argmax_c logits``. Runs in eval mode without gradients.
+
+    Taught in lesson 05.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for batch in loader:
+            inputs, _ = _split_batch(batch)
+            if isinstance(inputs, dict):
+                inputs = {k: v.to(dev) for k, v in inputs.items()}
+            else:
+                inputs = tuple(x.to(dev) for x in inputs)
+            out.append(_forward(model, inputs).float().cpu())
+    logits = torch.cat(out).numpy()
+    return logits.argmax(-1) if classes else logits
