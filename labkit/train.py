@@ -27,29 +27,26 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from labkit import metrics, models
+from labkit import features, metrics, models
 
-POOLINGS = ("mean", "cls", "last")
+POOLINGS = (*features.POOLINGS, "last")
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """One vector per sentence from the token vectors ``hidden`` (batch, tokens, width).
 
-    * ``"mean"``: masked mean ``sum_t m_t h_t / sum_t m_t`` over the real (non-padding) tokens,
-    * ``"cls"``: the first token's vector ``h_1`` ([CLS]),
-    * ``"last"``: the last real token's vector ``h_T`` (T = number of non-padding tokens).
+    ``"mean"`` (masked mean ``sum_t m_t h_t / sum_t m_t``), ``"cls"`` (``h_1``) and ``"max"`` are
+    :func:`labkit.features.pool` (lesson 03); ``"last"`` is the last real token's vector ``h_T``
+    (T = number of non-padding tokens; assumes right padding, as BERT tokenizers do).
 
     Taught in lesson 05.
     """
-    if how == "mean":
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-    if how == "cls":
-        return hidden[:, 0]
     if how == "last":
-        last = attention_mask.sum(1).long().clamp(min=1) - 1  # assumes right padding
+        last = attention_mask.sum(1).long().clamp(min=1) - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
+    if how not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
+    return features.pool(hidden, attention_mask, how)
 
 
 class SentenceClassifier(nn.Module):
