@@ -14,6 +14,9 @@ Taught in lesson 05.
 from __future__ import annotations
 
 import copy
+import hashlib
+import io
+import json
 import time
 from typing import Any, Callable, Sequence
 
@@ -28,6 +31,7 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from labkit import features, metrics, models
+from labkit.cache import atomic_write_bytes, cache_dir
 
 POOLINGS = (*features.POOLINGS, "last")
 
@@ -71,9 +75,13 @@ class SentenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sentence vectors the head sees (batch, width)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(self.dropout(pool(hidden, attention_mask, self.pooling)))
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
 
 
 def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool = True,
@@ -257,3 +265,57 @@ def predict(model: nn.Module, loader: DataLoader, classes: bool = False) -> np.n
             out.append(_forward(model, inputs).float().cpu())
     logits = torch.cat(out).numpy()
     return logits.argmax(-1) if classes else logits
+
+
+def encode(model: SentenceClassifier, loader: DataLoader) -> np.ndarray:
+    """Pooled sentence vectors (n, width) of a :class:`SentenceClassifier`'s encoder, in order --
+    e.g. to apply heads trained on the original encoder to a fine-tuned one. Taught in lesson 05."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for batch in loader:
+            out.append(model.embed(batch["input_ids"].to(dev), batch["attention_mask"].to(dev)).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def _fit_key(model: nn.Module, key: dict, fit_kwargs: dict) -> str:
+    opt = fit_kwargs.get("optimizer")
+    settings = {
+        "key": key, "model": type(model).__name__,
+        "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
+        "optimizer": None if opt is None else [type(opt).__name__, [g["lr"] for g in opt.param_groups]],
+        "callback": type(fit_kwargs.get("on_epoch_start")).__name__,
+        **{k: v for k, v in fit_kwargs.items() if k in ("epochs", "lr", "clip", "patience")},
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
+               key: dict, **fit_kwargs: Any) -> pd.DataFrame:
+    """:func:`fit`, with the fine-tuned weights cached on disk (``cache_dir()/finetuned/``).
+
+    ``key`` must name everything about the data and model that the settings below do not, e.g.
+    ``{"data": features.texts_hash(texts), "max_length": 64, "seed": 0}``; the cache key adds the
+    model class, the names of its trainable parameters, the optimizer's learning rates, the
+    callback's class, ``epochs``, ``lr``, ``clip`` and ``patience``. On a hit the stored weights
+    are loaded into ``model`` and the stored history (with the original ``seconds``) is returned.
+    Only the tensors training changed are stored, so build ``model`` the same way (same seed)
+    before calling. Taught in lesson 05.
+    """
+    path = cache_dir() / "finetuned" / f"{_fit_key(model, key, fit_kwargs)}.pt"
+    if path.is_file():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            model.load_state_dict(saved["changed"], strict=False)
+            model.eval()
+            return pd.DataFrame(saved["history"])
+        except Exception as exc:  # damaged file: train again and overwrite it
+            print(f"cached weights at {path} are unusable ({exc}); training again.")
+    before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    history = fit(model, train_loader, val_loader, **fit_kwargs)
+    changed = {k: v.detach().cpu() for k, v in model.state_dict().items() if not torch.equal(before[k], v.cpu())}
+    buf = io.BytesIO()
+    torch.save({"changed": changed, "history": history.to_dict("list")}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return history
