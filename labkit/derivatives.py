@@ -123,7 +123,10 @@ def softmax_cross_entropy(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
 
 
 class HeadGrads(NamedTuple):
-    """Gradients of the softmax head's mean cross-entropy: ``dz`` (n, k), ``dW`` (k, d), ``db`` (k,)."""
+    """Gradients of the softmax head's mean cross-entropy: ``dz`` (n, k), ``dW`` (k, d), ``db`` (k,).
+
+    Taught in lesson 02.
+    """
 
     dz: torch.Tensor
     dW: torch.Tensor
