@@ -299,7 +299,7 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
     ``{"data": features.texts_hash(texts), "max_length": 64, "seed": 0}``; the cache key adds the
     model class, the names of its trainable parameters, the optimizer's learning rates, the
     callback's class, ``epochs``, ``lr``, ``clip`` and ``patience``. On a hit the stored weights
-    are loaded into ``model`` and the stored history (with the original ``seconds``) is returned.
+    are loaded into ``model`` (with the ``requires_grad`` flags training left) and the stored history (with the original ``seconds``) is returned.
     Only the tensors training changed are stored, so build ``model`` the same way (same seed)
     before calling. Taught in lesson 05.
     """
@@ -308,6 +308,8 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
         try:
             saved = torch.load(path, map_location="cpu", weights_only=False)
             model.load_state_dict(saved["changed"], strict=False)
+            for name, p in model.named_parameters():  # leave it frozen as training left it
+                p.requires_grad = name in saved["trainable"]
             model.eval()
             return pd.DataFrame(saved["history"])
         except Exception as exc:  # damaged file: train again and overwrite it
@@ -316,6 +318,7 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
     history = fit(model, train_loader, val_loader, **fit_kwargs)
     changed = {k: v.detach().cpu() for k, v in model.state_dict().items() if not torch.equal(before[k], v.cpu())}
     buf = io.BytesIO()
-    torch.save({"changed": changed, "history": history.to_dict("list")}, buf)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    torch.save({"changed": changed, "trainable": trainable, "history": history.to_dict("list")}, buf)
     atomic_write_bytes(path, buf.getvalue())
     return history

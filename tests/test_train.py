@@ -129,3 +129,32 @@ def test_two_cpu_processes_match_one_process(tmp_path):
         assert torch.allclose(one[name], b[name], atol=1e-6), name
     # and the work really was split: one process with batches of 8 ends somewhere else
     assert not torch.allclose(one["weight"], ddp_fit_script.run(batch_size=8)["weight"], atol=1e-3)
+
+
+def test_fit_cached_reuses_weights_and_freezing(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    x, y = _toy()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3))
+
+    def freeze_first(epoch):
+        first.requires_grad_(False)
+
+    a = build()
+    first = a[0]
+    hist_a = train.fit_cached(a, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
+                              on_epoch_start=freeze_first)
+    assert len(list((tmp_path / "finetuned").iterdir())) == 1
+    b = build()
+    hist_b = train.fit_cached(b, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
+                              on_epoch_start=lambda e: (_ for _ in ()).throw(AssertionError("trained again")))
+    assert hist_a.equals(hist_b)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb) and pa.requires_grad == pb.requires_grad
+    assert not b[0].weight.requires_grad
+    c = build()  # another key trains again
+    train.fit_cached(c, loader, key={"toy": 2}, epochs=1, lr=0.1, progress=False)
+    assert len(list((tmp_path / "finetuned").iterdir())) == 2
