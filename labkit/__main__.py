@@ -1,4 +1,4 @@
-"""Command line: ``python -m labkit doctor | fetch``."""
+"""Command line: ``python -m labkit doctor | fetch | student | grade``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,27 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="report Python, packages, device, cache and asset status")
     fetch = sub.add_parser("fetch", help="fetch, verify and cache every asset (and convert the LLM)")
     fetch.add_argument("--no-convert", action="store_true", help="skip converting SmolLM2 to fp32")
+    student = sub.add_parser("student", help="write the student notebooks (solutions removed, outputs cleared)")
+    student.add_argument("src_dir", help="folder of instructor notebooks, e.g. notebooks")
+    student.add_argument("dest_dir", help="where to write the student notebooks, e.g. build/student")
+    grade = sub.add_parser("grade", help="execute a submitted notebook and score each exercise")
+    grade.add_argument("notebook", help="path of the submitted .ipynb")
+    grade.add_argument("--exercises-only", action="store_true",
+                       help="run only the exercise-setup cell and the exercise cells (fast)")
+    grade.add_argument("--json", action="store_true", help="print the scores as JSON")
+    grade.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     args = parser.parse_args(argv)
+
+    if args.command in ("student", "grade"):
+        try:
+            from labkit import grading
+        except ImportError as exc:
+            print(f"error: {exc}; the instructor tools need the lab extra: pip install -e '.[lab]'",
+                  file=sys.stderr)
+            return 2
+        if args.command == "student":
+            return grading.main_student(args.src_dir, args.dest_dir)
+        return grading.main_grade(args.notebook, args.exercises_only, args.json, args.timeout)
 
     if args.command == "doctor":
         from labkit.doctor import print_report

@@ -12,7 +12,11 @@ Taught in lessons 00, 03 and 10.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
+from transformers.utils import logging as hf_logging
 from transformers import (AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Config,
                           GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase)
 
@@ -22,6 +26,18 @@ from labkit.device import pick_device
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LLM_CACHE = "smollm2-135m-instruct-fp32"
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor "Loading weights" bar (noise in a lesson's output), then restore it."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def encoder_path() -> str:
@@ -42,7 +58,8 @@ def load_encoder(device: torch.device | str | None = None
     """
     path = encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    with _quiet_loading():
+        model = AutoModel.from_pretrained(path, local_files_only=True)
     return tokenizer, model.to(device or pick_device()).eval()
 
 
@@ -79,7 +96,8 @@ def load_llm(device: torch.device | str | None = None
     """``(tokenizer, model)`` of SmolLM2-135M-Instruct in eval mode on ``device``. Taught in lesson 10."""
     path = llm_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return tokenizer, model.to(device or pick_device()).eval()
 
 

@@ -54,3 +54,15 @@ def test_small_gpt2():
     assert logits.shape == (2, 16, 8000)
     with pytest.raises(ValueError, match="divisible"):
         models.small_gpt2(vocab_size=100, n_embd=130, n_head=4)
+
+
+def test_loading_hides_the_weights_bar_and_restores_it():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    models.load_encoder("cpu")
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    models.load_encoder("cpu")
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()

@@ -1,0 +1,65 @@
+"""The committed notebooks: small, executed top to bottom, and safe to compare on another machine.
+
+nbval re-runs every notebook (``make notebooks``); these checks guard what nbval cannot see: that
+the outputs in git come from one real run, and that a ``# NBVAL_CHECK_OUTPUT`` cell prints nothing
+that differs between machines (a path, a warning on stderr) -- such a cell once failed CI only
+because a library warning printed the path of the virtual environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+MACHINE_SPECIFIC = re.compile(r"(/work/|/root/|/home/|/Users/|/tmp/|site-packages|\.venv|[A-Z]:\\\\)")
+
+
+def code_cells(path: Path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def text_of(output) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    return str(output.get("data", {}).get("text/plain", "")) + output.get("evalue", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_is_small(path):
+    assert path.stat().st_size < 2_000_000, f"{path.name} is {path.stat().st_size:,} bytes; keep it under 2 MB"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_outputs_come_from_one_top_to_bottom_run(path):
+    counts = [c.execution_count for c in code_cells(path)]
+    assert None not in counts, f"{path.name}: cell {counts.index(None)} was never run; run `make execute`"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), \
+        f"{path.name}: execution counts {counts} are not one run in order; run `make execute`"
+    errors = [o.get("ename") for c in code_cells(path) for o in c.outputs if o.get("output_type") == "error"]
+    assert not errors, f"{path.name} has error outputs: {errors}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_checked_outputs_are_machine_independent(path):
+    for index, cell in enumerate(code_cells(path)):
+        if not cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
+            assert "NBVAL_CHECK_OUTPUT" not in cell.source, f"{path.name}: the marker must be the first line"
+            continue
+        for output in cell.outputs:
+            assert output.get("name") != "stderr", \
+                f"{path.name}, code cell {index}: a checked cell writes to stderr: {text_of(output)[:200]!r}"
+            found = MACHINE_SPECIFIC.search(text_of(output))
+            assert not found, f"{path.name}, code cell {index}: a checked output names a path ({found.group()})"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_lesson_conventions(path):
+    cells = code_cells(path)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1, \
+        f"{path.name}: one cell tagged 'parameters' chooses the sizes"
+    assert not any(re.search(r"from labkit(\.\w+)? import \*", c.source) for c in cells), "import labkit explicitly"
