@@ -10,6 +10,8 @@ turns them into one vector per sentence, using the attention mask ``m_t`` (1 = r
     max:   e_d = max_{t : m_t = 1} h_{t,d}      (per dimension)
 
 The vectors feed a small head (e.g. logistic regression) -- the encoder is never trained.
+Pooling only reads states the encoder already produced, so :func:`embed_poolings` gets all three
+poolings, and :func:`embed_all_layers` every layer, from one forward pass.
 
 Speed: texts are tokenised once, sorted by token length, cut into batches padded only to the
 longest sentence of each batch, run under ``torch.inference_mode()``, and put back in the
@@ -118,16 +120,17 @@ def _batches(texts: list[str], tokenizer, max_length: int, batch_size: int):
         yield pos, tokenizer.pad(feats, padding=True, return_tensors="pt")
 
 
-def _forward(texts: list[str], layers: list[int], pooling: str, max_length: int, batch_size: int,
-             device, progress: bool) -> np.ndarray:
-    """Embeddings at each of ``layers`` (list of 0..n indices): array (len(layers), n, DIM)."""
+def _forward(texts: list[str], layers: list[int], poolings: list[str], max_length: int,
+             batch_size: int, device, progress: bool) -> np.ndarray:
+    """Embeddings at each of ``layers`` (0..n) with each of ``poolings``, from one forward pass per
+    batch: array (len(layers), len(poolings), n, DIM)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
     tokenizer, model = encoder(device)
     dev = next(model.parameters()).device
-    out = np.empty((len(layers), len(texts), DIM), dtype=np.float32)
+    out = np.empty((len(layers), len(poolings), len(texts), DIM), dtype=np.float32)
     need_all = layers != [n_layers()]
     batches = _batches(texts, tokenizer, max_length, batch_size)
     if progress:
@@ -139,8 +142,9 @@ def _forward(texts: list[str], layers: list[int], pooling: str, max_length: int,
             result = model(**batch, output_hidden_states=need_all)
             states = result.hidden_states if need_all else (result.last_hidden_state,)
             for j, layer in enumerate(layers):
-                h = states[layer] if need_all else states[0]
-                out[j, pos] = pool(h.float(), batch["attention_mask"], pooling).cpu().numpy()
+                h = (states[layer] if need_all else states[0]).float()
+                for q, pooling in enumerate(poolings):
+                    out[j, q, pos] = pool(h, batch["attention_mask"], pooling).cpu().numpy()
     return out
 
 
@@ -196,7 +200,7 @@ def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_leng
     path = cache_path(texts, layer, pooling, max_length) if cache else None
     if path is not None and (hit := _load_cached(path, len(texts))) is not None:
         return hit
-    arr = _forward(texts, [layer], pooling, max_length, batch_size, device, progress)[0]
+    arr = _forward(texts, [layer], [pooling], max_length, batch_size, device, progress)[0, 0]
     if path is not None:
         _save(path, arr)
     return arr
@@ -220,11 +224,42 @@ def embed_all_layers(texts: Sequence[str], pooling: str = "mean", max_length: in
         hits = [_load_cached(p, len(texts)) for p in paths]
         if all(h is not None for h in hits):
             return np.stack(hits)
-    arr = _forward(texts, layers, pooling, max_length, batch_size, device, progress)
+    arr = _forward(texts, layers, [pooling], max_length, batch_size, device, progress)[:, 0]
     if paths is not None:
         for k, p in zip(layers, paths):
             _save(p, arr[k])
     return arr
+
+
+def embed_poolings(texts: Sequence[str], poolings: Sequence[str] = POOLINGS, layer: int = -1,
+                   max_length: int = 128, batch_size: int = 64, cache: bool = True,
+                   device: torch.device | str | None = None,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """Embeddings with several poolings from ONE pass over the texts: ``{pooling: (n, 384) array}``.
+
+    Pooling only reads the token states ``h_1 .. h_T`` that the encoder already produced, so
+    comparing mean, CLS and max pooling costs one forward pass, not three. Each result is cached
+    under the same key as :func:`embed`, so ``embed(texts, pooling=p)`` later reads it from disk;
+    only the poolings not already cached are computed. Taught in lesson 03.
+    """
+    texts = _check_texts(texts)
+    layer = check_layer(layer)
+    if isinstance(poolings, str):
+        poolings = [poolings]
+    poolings = [check_pooling(p) for p in dict.fromkeys(poolings)]
+    if not poolings:
+        raise ValueError(f"embed_poolings needs at least one pooling; valid poolings are: {', '.join(POOLINGS)}")
+    paths = {p: cache_path(texts, layer, p, max_length) for p in poolings} if cache else {}
+    found = {p: _load_cached(paths[p], len(texts)) for p in paths}
+    out = {p: a for p, a in found.items() if a is not None}
+    missing = [p for p in poolings if p not in out]
+    if missing:
+        arr = _forward(texts, [layer], missing, max_length, batch_size, device, progress)[0]
+        for q, p in enumerate(missing):
+            out[p] = arr[q]
+            if cache:
+                _save(paths[p], arr[q])
+    return {p: out[p] for p in poolings}
 
 
 def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128,

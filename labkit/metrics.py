@@ -2,7 +2,8 @@
 
 * weighted-average F1 over the three classes (the paper's "overall F1"),
 * Pearson r between a predicted score and the mean human rating,
-* the cross-domain F1 matrix (train on one domain, test on every domain; the paper's Table 5).
+* the cross-domain F1 matrix (train on one domain, test on every domain; the paper's Table 5),
+* the learning curve (F1 against the number of training labels, over several label draws).
 
 Taught in lesson 00.
 """
@@ -16,7 +17,7 @@ import pandas as pd
 from scipy.stats import pearsonr
 from sklearn.metrics import f1_score
 
-from labkit.data import DOMAINS
+from labkit.data import DOMAINS, subsample
 
 #: Hutto & Gilbert (2014), Table 4: 3-class F1 on each whole corpus.
 PAPER_TABLE4 = pd.DataFrame(
@@ -93,3 +94,37 @@ def cross_domain_f1(fit: Fit, train: pd.DataFrame, test: pd.DataFrame,
             part = test[test["domain"] == col]
             matrix.loc[row, col] = weighted_f1(part["label"].to_numpy(), np.asarray(predict(part)))
     return matrix
+
+
+def learning_curve(fit: Fit, train: pd.DataFrame, test: pd.DataFrame, sizes: Iterable[int | None],
+                   seeds: Iterable[int] = range(5)) -> pd.DataFrame:
+    """Weighted F1 on ``test`` of a model trained on ``n`` labelled rows of ``train``, for each ``n``.
+
+    For each size ``n`` and seed ``s`` the training rows are ``data.subsample(train, n, seed=s)`` (at
+    most ``n`` rows per domain, stratified by label), so different seeds draw different label
+    subsets and the spread over seeds shows how much the score depends on *which* labels you got::
+
+        F1(n, s) = F1_weighted(y_test, predict(x_test)),   predict = fit(subsample(train, n, s))
+
+    ``fit`` follows :func:`cross_domain_f1`'s protocol. A size of ``None`` (or one that covers the
+    whole training table) draws the same rows for every seed, so it is run once (with the first seed). Returns a long
+    table with columns ``n`` (training rows per domain), ``seed`` and ``f1`` -- the format
+    :func:`labkit.plots.learning_curves` plots. Taught in lesson 03.
+    """
+    sizes, seeds = list(sizes), list(seeds)
+    if not sizes or not seeds:
+        raise ValueError("learning_curve needs at least one size and one seed")
+    for name, df in (("train", train), ("test", test)):
+        missing = {"domain", "label"} - set(df.columns)
+        if missing:
+            raise ValueError(f"learning_curve: {name} needs the columns 'domain' and 'label'; "
+                             f"missing {sorted(missing)}")
+    largest = int(train.groupby("domain").size().max())
+    rows = []
+    for n in sorted({largest if n is None else min(int(n), largest) for n in sizes}):
+        whole = n == largest
+        for seed in seeds[:1] if whole else seeds:
+            predict = fit(train if whole else subsample(train, n, seed=seed))
+            rows.append({"n": n, "seed": seed,
+                         "f1": weighted_f1(test["label"].to_numpy(), np.asarray(predict(test)))})
+    return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import NullLocator
 from sklearn.metrics import confusion_matrix
 
 from labkit.data import DOMAINS, LABELS
@@ -90,8 +91,11 @@ def learning_curves(results: pd.DataFrame | Mapping, x: str = "n", y: str = "f1"
         xs, mean, spread = stats.index.to_numpy(float), stats["mean"], stats["std"].fillna(0.0)
         line, = ax.plot(xs, mean, marker="o", label=str(method))
         ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
-    if logx:
+    if logx:  # label the sizes that were run (log-scale minor labels such as 2x10^1 overlap)
         ax.set_xscale("log")
+        sizes = np.unique(table[x].to_numpy(float))
+        ax.set_xticks(sizes, [f"{v:g}" for v in sizes], fontsize=8, rotation=45 if len(sizes) > 7 else 0)
+        ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel + (" — log scale" if logx else ""))
     ax.set_ylabel(ylabel)
     ax.set_title(title)

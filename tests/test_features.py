@@ -106,3 +106,43 @@ def test_bad_layer_and_pooling():
         features.embed(["hello"], pooling="sum", cache=False)
     with pytest.raises(ValueError, match="mean, cls, max"):
         features.pool(torch.zeros(1, 2, 384), torch.ones(1, 2), "avg")
+
+
+def test_embed_poolings_one_pass_matches_embed(texts, monkeypatch):
+    calls = []
+    forward = features._forward
+    monkeypatch.setattr(features, "_forward", lambda *a, **k: calls.append(a[2]) or forward(*a, **k))
+    every = features.embed_poolings(texts[:6], cache=False, device="cpu", batch_size=4)
+    assert calls == [["mean", "cls", "max"]], "one forward pass for all three poolings"
+    assert list(every) == ["mean", "cls", "max"]
+    for p, arr in every.items():
+        assert arr.shape == (6, 384) and arr.dtype == np.float32
+        np.testing.assert_allclose(arr, features.embed(texts[:6], pooling=p, cache=False, device="cpu"),
+                                   atol=1e-5)
+    assert not np.allclose(every["mean"], every["cls"]) and not np.allclose(every["mean"], every["max"])
+    # max pooling is an upper bound of mean pooling, dimension by dimension
+    assert (every["max"] >= every["mean"] - 1e-5).all()
+
+
+def test_embed_poolings_cache_serves_embed_and_computes_only_missing(texts, fresh_cache, monkeypatch):
+    cls_first = features.embed(texts[:8], pooling="cls", device="cpu")
+    calls = []
+    forward = features._forward
+    monkeypatch.setattr(features, "_forward", lambda *a, **k: calls.append(a[2]) or forward(*a, **k))
+    every = features.embed_poolings(texts[:8], device="cpu")
+    assert calls == [["mean", "max"]], "the cached CLS pooling must not be recomputed"
+    assert np.array_equal(every["cls"], cls_first)
+    monkeypatch.setattr(features, "_forward", lambda *a, **k: pytest.fail("cache miss"))
+    assert np.array_equal(features.embed(texts[:8], pooling="max", device="cpu"), every["max"])
+    again = features.embed_poolings(texts[:8], poolings=("max", "mean", "max"), device="cpu")
+    assert list(again) == ["max", "mean"] and np.array_equal(again["mean"], every["mean"])
+    assert list(features.embed_poolings(texts[:8], poolings="cls", device="cpu")) == ["cls"]
+
+
+def test_embed_poolings_bad_input():
+    with pytest.raises(ValueError, match="mean, cls, max"):
+        features.embed_poolings(["hello"], poolings=("mean", "sum"), cache=False)
+    with pytest.raises(ValueError, match="at least one pooling"):
+        features.embed_poolings(["hello"], poolings=(), cache=False)
+    with pytest.raises(ValueError, match="from 0 .* to 6"):
+        features.embed_poolings(["hello"], layer=9, cache=False)

@@ -37,6 +37,8 @@ def test_learning_curves_from_dict_and_table():
     ax = plots.learning_curves(curves)
     _labelled(ax)
     assert ax.get_xscale() == "log" and len(ax.lines) == 2
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "64"]  # the sizes run, not 10^k
+    assert len(ax.xaxis.get_minorticklocs()) == 0
     table = pd.DataFrame({"n": [16, 16, 64], "f1": [0.4, 0.5, 0.6], "method": ["a"] * 3})
     ax = plots.learning_curves(table, logx=False)
     assert np.allclose(ax.lines[0].get_ydata(), [0.45, 0.6])
