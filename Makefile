@@ -55,7 +55,8 @@ test: unit notebooks exercises
 
 execute: assets
 	cd notebooks && for nb in [0-9]*.ipynb; do \
-		echo "== $$nb"; /usr/bin/time -f "$$nb: %e s wall, %U s user CPU" ../$(BIN)/jupyter nbconvert --to notebook \
+		echo "== $$nb"; MPLBACKEND=module://matplotlib_inline.backend_inline \
+			/usr/bin/time -f "$$nb: %e s wall, %U s user CPU" ../$(BIN)/jupyter nbconvert --to notebook \
 			--execute --inplace --ExecutePreprocessor.timeout=900 "$$nb" || exit 1; \
 	done
 

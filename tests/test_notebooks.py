@@ -63,3 +63,13 @@ def test_lesson_conventions(path):
     assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1, \
         f"{path.name}: one cell tagged 'parameters' chooses the sizes"
     assert not any(re.search(r"from labkit(\.\w+)? import \*", c.source) for c in cells), "import labkit explicitly"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_plot_was_drawn(path):
+    """Executed with a non-inline backend (MPLBACKEND=Agg), plt.show() draws nothing into the notebook."""
+    cells = code_cells(path)
+    images = [any("image/png" in o.get("data", {}) for o in c.outputs) for c in cells]
+    assert any(images), f"{path.name} has no plot; every lesson has at least one"
+    blank = [i for i, (c, img) in enumerate(zip(cells, images)) if "plt.show()" in c.source and not img]
+    assert not blank, f"{path.name}: code cells {blank} call plt.show() but kept no image; run `make execute`"
