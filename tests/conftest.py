@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -11,3 +13,18 @@ def fresh_cache(tmp_path, monkeypatch):
     root = tmp_path / "labkit-cache"
     monkeypatch.setenv("LABKIT_CACHE", str(root))
     return root
+
+
+LESSONS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.fixture
+def lessons() -> list[Path]:
+    """Every lesson notebook, in course order."""
+    return LESSONS
+
+
+def pytest_generate_tests(metafunc):
+    """A test that takes ``lesson`` runs once per lesson notebook (ids: the notebook's stem)."""
+    if "lesson" in metafunc.fixturenames:
+        metafunc.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])

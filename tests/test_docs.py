@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 INSTRUCTOR = DOCS / "instructor.md"
 GLOSSARY = DOCS / "glossary.md"
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 EXERCISE_ID = re.compile(r"""check\.\w+\(\s*["'](\d\d\.\d+)["']""")
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -49,24 +48,18 @@ def _glossary_rows() -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks found under notebooks/"
-
-
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_notebook_has_a_section_in_the_instructor_guide(notebook):
+def test_every_notebook_has_a_section_in_the_instructor_guide(lesson):
     headings = _headings(INSTRUCTOR.read_text(encoding="utf-8"))
-    assert any(notebook.name in h for h in headings), (
-        f"docs/instructor.md has no section heading naming {notebook.name}; add one "
-        f"(e.g. '### Lesson {notebook.name[:2]} — ... · `{notebook.name}`') with goals, timing, exercises, "
+    assert any(lesson.name in h for h in headings), (
+        f"docs/instructor.md has no section heading naming {lesson.name}; add one "
+        f"(e.g. '### Lesson {lesson.name[:2]} — ... · `{lesson.name}`') with goals, timing, exercises, "
         "common mistakes and discussion questions")
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_exercise_id_is_in_the_instructor_guide(notebook):
+def test_every_exercise_id_is_in_the_instructor_guide(lesson):
     text = INSTRUCTOR.read_text(encoding="utf-8")
-    missing = [i for i in _exercise_ids(notebook) if not re.search(rf"(?<![\d.]){re.escape(i)}(?![\d])", text)]
-    assert not missing, f"docs/instructor.md does not mention exercise(s) {missing} of {notebook.name}"
+    missing = [i for i in _exercise_ids(lesson) if not re.search(rf"(?<![\d.]){re.escape(i)}(?![\d])", text)]
+    assert not missing, f"docs/instructor.md does not mention exercise(s) {missing} of {lesson.name}"
 
 
 def test_glossary_has_enough_bilingual_rows():

@@ -23,9 +23,6 @@ import pytest
 
 from labkit import grading
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-IDS = [p.stem for p in NOTEBOOKS]
-
 
 def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
@@ -40,36 +37,34 @@ def blank_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
-def test_every_lesson_is_found():
-    assert len(NOTEBOOKS) >= 5 and NOTEBOOKS[0].name == "00_start_here.ipynb"
+def test_every_lesson_is_found(lessons):
+    assert len(lessons) >= 5 and lessons[0].name == "00_start_here.ipynb"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_exercise_block_is_well_formed(path):
-    nb = read(path)
-    lesson = path.name[:2]
+def test_exercise_block_is_well_formed(lesson):
+    nb = read(lesson)
+    number = lesson.name[:2]
     headings = [i for i, c in enumerate(nb.cells)
                 if c.cell_type == "markdown" and re.search(rf"(?m)^{grading.HEADING}\s*$", c.source)]
-    assert headings, f"{path.name}: no '{grading.HEADING}' section"
+    assert headings, f"{lesson.name}: no '{grading.HEADING}' section"
     setup = [i for i, c in enumerate(nb.cells) if grading.SETUP_TAG in grading.tags(c)]
-    assert len(setup) == 1, f"{path.name}: expected one '{grading.SETUP_TAG}' cell, found {len(setup)}"
+    assert len(setup) == 1, f"{lesson.name}: expected one '{grading.SETUP_TAG}' cell, found {len(setup)}"
     cells = grading.exercise_cells(nb)
-    assert 2 <= len(cells) <= 4, f"{path.name}: {len(cells)} exercises; a lesson has 2-4"
+    assert 2 <= len(cells) <= 4, f"{lesson.name}: {len(cells)} exercises; a lesson has 2-4"
     assert headings[-1] < setup[0] < cells[0][0], "heading, then setup, then the exercises"
     ids = [ex for _, ex in cells]
-    assert ids == [f"{lesson}.{k}" for k in range(1, len(ids) + 1)], f"{path.name}: ids {ids}"
+    assert ids == [f"{number}.{k}" for k in range(1, len(ids) + 1)], f"{lesson.name}: ids {ids}"
     for index, ex in cells:
         source = nb.cells[index].source
-        (begin, end), *more = grading.solution_regions(source, f"{path.name}, cell {index}")
+        (begin, end), *more = grading.solution_regions(source, f"{lesson.name}, cell {index}")
         after = "\n".join(source.splitlines()[end + 1:])
         assert f'"{ex}"' in after or f"'{ex}'" in after, f"{ex}: the check must follow the solution region"
     assert grading.stale_names(nb) == {}, "a blank solution would be graded on the lesson's own values"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_student_version_has_no_solution_left(path):
-    nb = read(path)
-    student = grading.student_notebook(nb, path.name)
+def test_student_version_has_no_solution_left(lesson):
+    nb = read(lesson)
+    student = grading.student_notebook(nb, lesson.name)
     for (index, ex), (s_index, s_ex) in zip(grading.exercise_cells(nb), grading.exercise_cells(student)):
         assert (index, ex) == (s_index, s_ex)
         source, stub = nb.cells[index].source, student.cells[index].source
@@ -81,16 +76,15 @@ def test_student_version_has_no_solution_left(path):
 
 
 @pytest.mark.exercises
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_solutions_pass_and_blanks_fail(path, tmp_path):
-    nb = read(path)
-    versions = {"instructor": nb, "student": grading.student_notebook(nb, path.name),
+def test_solutions_pass_and_blanks_fail(lesson, tmp_path):
+    nb = read(lesson)
+    versions = {"instructor": nb, "student": grading.student_notebook(nb, lesson.name),
                 "blank": blank_notebook(nb)}
     reports = {}
     for name, version in versions.items():
-        copy = tmp_path / f"{name}_{path.name}"
+        copy = tmp_path / f"{name}_{lesson.name}"
         nbformat.write(version, copy)
-        reports[name] = grading.grade(copy, only_exercises=True, timeout=300, cwd=path.parent)
+        reports[name] = grading.grade(copy, only_exercises=True, timeout=300, cwd=lesson.parent)
     instructor = reports["instructor"]
     assert instructor.score == instructor.total, f"the solutions must pass:\n{instructor}"
     assert not instructor.errors, instructor.errors

@@ -12,10 +12,7 @@ import re
 from pathlib import Path
 
 import nbformat
-import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-IDS = [p.stem for p in NOTEBOOKS]
 MACHINE_SPECIFIC = re.compile(r"(/work/|/root/|/home/|/Users/|/tmp/|site-packages|\.venv|[A-Z]:\\\\)")
 
 
@@ -29,47 +26,42 @@ def text_of(output) -> str:
     return str(output.get("data", {}).get("text/plain", "")) + output.get("evalue", "")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_is_small(path):
-    assert path.stat().st_size < 2_000_000, f"{path.name} is {path.stat().st_size:,} bytes; keep it under 2 MB"
+def test_notebook_is_small(lesson):
+    assert lesson.stat().st_size < 2_000_000, f"{lesson.name} is {lesson.stat().st_size:,} bytes; keep it under 2 MB"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_outputs_come_from_one_top_to_bottom_run(path):
-    counts = [c.execution_count for c in code_cells(path)]
-    assert None not in counts, f"{path.name}: cell {counts.index(None)} was never run; run `make execute`"
+def test_outputs_come_from_one_top_to_bottom_run(lesson):
+    counts = [c.execution_count for c in code_cells(lesson)]
+    assert None not in counts, f"{lesson.name}: cell {counts.index(None)} was never run; run `make execute`"
     assert counts == sorted(counts) and len(set(counts)) == len(counts), \
-        f"{path.name}: execution counts {counts} are not one run in order; run `make execute`"
-    errors = [o.get("ename") for c in code_cells(path) for o in c.outputs if o.get("output_type") == "error"]
-    assert not errors, f"{path.name} has error outputs: {errors}"
+        f"{lesson.name}: execution counts {counts} are not one run in order; run `make execute`"
+    errors = [o.get("ename") for c in code_cells(lesson) for o in c.outputs if o.get("output_type") == "error"]
+    assert not errors, f"{lesson.name} has error outputs: {errors}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_checked_outputs_are_machine_independent(path):
-    for index, cell in enumerate(code_cells(path)):
+def test_checked_outputs_are_machine_independent(lesson):
+    for index, cell in enumerate(code_cells(lesson)):
         if not cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
-            assert "NBVAL_CHECK_OUTPUT" not in cell.source, f"{path.name}: the marker must be the first line"
+            assert "NBVAL_CHECK_OUTPUT" not in cell.source, f"{lesson.name}: the marker must be the first line"
             continue
         for output in cell.outputs:
             assert output.get("name") != "stderr", \
-                f"{path.name}, code cell {index}: a checked cell writes to stderr: {text_of(output)[:200]!r}"
+                f"{lesson.name}, code cell {index}: a checked cell writes to stderr: {text_of(output)[:200]!r}"
             found = MACHINE_SPECIFIC.search(text_of(output))
-            assert not found, f"{path.name}, code cell {index}: a checked output names a path ({found.group()})"
+            assert not found, f"{lesson.name}, code cell {index}: a checked output names a lesson ({found.group()})"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_lesson_conventions(path):
-    cells = code_cells(path)
+def test_lesson_conventions(lesson):
+    cells = code_cells(lesson)
     assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1, \
-        f"{path.name}: one cell tagged 'parameters' chooses the sizes"
+        f"{lesson.name}: one cell tagged 'parameters' chooses the sizes"
     assert not any(re.search(r"from labkit(\.\w+)? import \*", c.source) for c in cells), "import labkit explicitly"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_every_plot_was_drawn(path):
+def test_every_plot_was_drawn(lesson):
     """Executed with a non-inline backend (MPLBACKEND=Agg), plt.show() draws nothing into the notebook."""
-    cells = code_cells(path)
+    cells = code_cells(lesson)
     images = [any("image/png" in o.get("data", {}) for o in c.outputs) for c in cells]
-    assert any(images), f"{path.name} has no plot; every lesson has at least one"
+    assert any(images), f"{lesson.name} has no plot; every lesson has at least one"
     blank = [i for i, (c, img) in enumerate(zip(cells, images)) if "plt.show()" in c.source and not img]
-    assert not blank, f"{path.name}: code cells {blank} call plt.show() but kept no image; run `make execute`"
+    assert not blank, f"{lesson.name}: code cells {blank} call plt.show() but kept no image; run `make execute`"
