@@ -9,11 +9,18 @@ because a library warning printed the path of the virtual environment.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
 
 MACHINE_SPECIFIC = re.compile(r"(/work/|/root/|/home/|/Users/|/tmp/|site-packages|\.venv|[A-Z]:\\\\)")
+# where this machine keeps the course and its Python (a checkout outside the usual places too)
+THIS_MACHINE = sorted({str(Path(__file__).resolve().parents[1]), sys.prefix, str(Path.home())} - {"/"})
+# lesson 00 shows the student where the asset cache lives (labkit doctor, the fetch cell); the default cache
+# folder is the one machine path an output may name
+DEFAULT_CACHE = re.compile(r"(/root|/home/[^/\s]+|/Users/[^/\s]+)/\.cache/labkit(/[^\s'\"]*)?")
+WARNING = re.compile(r"warn", re.IGNORECASE)
 
 
 def code_cells(path: Path):
@@ -24,6 +31,41 @@ def text_of(output) -> str:
     if output.get("output_type") == "stream":
         return output.get("text", "")
     return str(output.get("data", {}).get("text/plain", "")) + output.get("evalue", "")
+
+
+def all_text_of(output) -> str:
+    """Everything an output shows as text: a stream, every text/* representation, an error's traceback."""
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    data = output.get("data", {})
+    parts = [str(v) for k, v in data.items() if k.startswith("text/")]
+    return "\n".join(parts + [output.get("evalue", "")] + list(output.get("traceback", [])))
+
+
+def test_no_warnings_or_machine_paths_in_outputs(lesson):
+    """What a reader sees in the committed outputs (and JupyterLab shows before anything runs) has no pink
+    stderr warning box and names no folder of the machine that ran it, such as the developer's .venv."""
+    for index, cell in enumerate(code_cells(lesson)):
+        for output in cell.outputs:
+            text = all_text_of(output)
+            if output.get("name") == "stderr":
+                assert not WARNING.search(text), \
+                    f"{lesson.name}, code cell {index}: a warning on stderr was saved: {text[:300]!r}"
+            shown = DEFAULT_CACHE.sub("<cache>", text)
+            found = [p for p in THIS_MACHINE if p in shown] or MACHINE_SPECIFIC.findall(shown)
+            assert not found, (f"{lesson.name}, code cell {index}: an output names a folder of the machine that "
+                               f"ran it ({found[0]}): {text[:300]!r}")
+
+
+def test_kernelspec_is_what_ipykernel_writes(lesson):
+    """JupyterLab rewrites a kernelspec that differs from the kernel's and marks the notebook modified on open."""
+    import ipykernel.kernelspec
+
+    spec = ipykernel.kernelspec.get_kernel_dict()
+    saved = nbformat.read(lesson, as_version=4).metadata.get("kernelspec", {})
+    assert (saved.get("name"), saved.get("display_name"), saved.get("language")) == \
+        ("python3", spec["display_name"], spec["language"]), \
+        f"{lesson.name}: kernelspec {saved}; the current ipykernel writes display_name {spec['display_name']!r}"
 
 
 def test_notebook_is_small(lesson):
