@@ -1,5 +1,5 @@
 # Transfer Learning Lab -- two commands do everything:
-#   make lab    build the environment, fetch the assets, open the course in JupyterLab
+#   make lab    build the environment, fetch the assets, open your workspace (work/) in JupyterLab
 #   make test   build the same environment, then run the unit tests and every notebook (nbval)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,11 +8,18 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8888
 NB     ?=
 GRADE_ARGS ?=
+# the student's workspace: solution-free copies of the lessons, created once, never overwritten (git-ignored)
+WORK   ?= work
+# what JupyterLab keeps outside the repository: checkpoints (File > Revert to checkpoint)
+LAB_STATE ?= $(HOME)/.local/state/transfer-lab
+LAB_DIR   ?= $(WORK)
+LAB_ARGS  ?=
 
-.PHONY: help install assets doctor lab test unit notebooks exercises execute student grade lock clean
+.PHONY: help install assets doctor lab lab-solutions serve-lab workspace test unit notebooks exercises execute student grade lock clean
 
 help:
-	@echo "make lab      build everything and open the course in JupyterLab"
+	@echo "make lab      build everything and open your workspace (work/: lessons without solutions) in JupyterLab"
+	@echo "make lab-solutions   open the solution notebooks (notebooks/) in JupyterLab"
 	@echo "make test     build everything, run unit tests and every notebook (nbval)"
 	@echo "make execute  re-run every notebook in place (committed outputs come from a real run)"
 	@echo "make student  write the student notebooks (no solutions, no outputs) to build/student"
@@ -37,8 +44,27 @@ assets: install
 doctor: install
 	$(BIN)/python -m labkit doctor
 
-lab: assets
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
+# make lab: add every lesson not yet in $(WORK) (solutions removed), then serve $(WORK). Notebooks already
+# there are never overwritten, so answers survive `git pull`; delete one to get a fresh copy.
+workspace: install
+	$(BIN)/python -m labkit workspace notebooks $(WORK)
+
+lab: assets workspace
+	@$(MAKE) --no-print-directory serve-lab LAB_DIR=$(WORK)
+
+# the instructor notebooks, with solutions and the outputs of a real run (for instructors and self-checking)
+lab-solutions: assets
+	@$(MAKE) --no-print-directory serve-lab LAB_DIR=notebooks
+
+# JupyterLab on LAB_DIR, nothing built first (tests/test_browser.py starts it this way). The course's
+# settings (lab-settings/overrides.json: no news or update pop-up) are defaults the user can still change;
+# checkpoints go to LAB_STATE, outside the repository.
+serve-lab:
+	@mkdir -p "$(abspath $(LAB_STATE))/checkpoints/$(notdir $(LAB_DIR))"
+	$(BIN)/jupyter lab --notebook-dir="$(LAB_DIR)" --port=$(PORT) \
+		--LabApp.app_settings_dir="$(CURDIR)/lab-settings" \
+		--FileCheckpoints.checkpoint_dir="$(abspath $(LAB_STATE))/checkpoints/$(notdir $(LAB_DIR))" \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 unit: assets
 	$(BIN)/python -m pytest tests -q -m "not exercises"

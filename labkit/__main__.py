@@ -1,4 +1,4 @@
-"""Command line: ``python -m labkit doctor | fetch | student | grade``."""
+"""Command line: ``python -m labkit doctor | fetch | student | workspace | grade``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     student = sub.add_parser("student", help="write the student notebooks (solutions removed, outputs cleared)")
     student.add_argument("src_dir", help="folder of instructor notebooks, e.g. notebooks")
     student.add_argument("dest_dir", help="where to write the student notebooks, e.g. build/student")
+    workspace = sub.add_parser("workspace", help="add the student version of each new lesson to a workspace "
+                               "(notebooks already there are kept as they are)")
+    workspace.add_argument("src_dir", help="folder of instructor notebooks, e.g. notebooks")
+    workspace.add_argument("dest_dir", help="the student's workspace, e.g. work")
     grade = sub.add_parser("grade", help="execute a submitted notebook and score each exercise")
     grade.add_argument("notebook", help="path of the submitted .ipynb")
     grade.add_argument("--exercises-only", action="store_true",
@@ -23,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     args = parser.parse_args(argv)
 
-    if args.command in ("student", "grade"):
+    if args.command in ("student", "workspace", "grade"):
         try:
             from labkit import grading
         except ImportError as exc:
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.command == "student":
             return grading.main_student(args.src_dir, args.dest_dir)
+        if args.command == "workspace":
+            return grading.main_workspace(args.src_dir, args.dest_dir)
         return grading.main_grade(args.notebook, args.exercises_only, args.json, args.timeout)
 
     if args.command == "doctor":

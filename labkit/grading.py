@@ -8,6 +8,8 @@ One cell tagged ``exercise-setup`` before them prepares everything the exercises
 
 * :func:`student_notebook` / :func:`build_student` write the student version: every solution
   region becomes ``# YOUR CODE HERE`` + ``raise NotImplementedError(...)``, outputs are cleared.
+* :func:`build_workspace` adds the student version of each lesson a student's workspace (``make lab``'s
+  ``work/``) does not have yet, and never overwrites one it has.
 * :func:`grade` executes a submitted notebook with ``nbclient`` in a kernel of the current Python
   environment, with ``$LABKIT_GRADE_FILE`` set so every check records its result, and returns one
   :class:`Result` per exercise: ``passed``, ``failed`` (with the feedback) or ``not attempted``
@@ -149,6 +151,39 @@ def build_student(src_dir: str | Path, dest_dir: str | Path) -> list[Path]:
         nbformat.write(nb, path)
         written.append(path)
     return written
+
+
+def build_workspace(src_dir: str | Path, dest_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """The student's workspace (``make lab``): the student version of each notebook of ``src_dir`` that
+    ``dest_dir`` does not have yet. Return ``(added, kept)``.
+
+    A notebook already in ``dest_dir`` is never touched, so the student's answers survive a ``git pull``
+    and a new lesson appears beside them (delete a file to get a fresh copy of that lesson). Files are
+    created exclusively: even a file that appears meanwhile is not overwritten.
+    """
+    src, dest = Path(src_dir), Path(dest_dir)
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder of notebooks")
+    if dest.resolve() == src.resolve():
+        raise ValueError("the workspace would overwrite the instructor notebooks; choose another DEST_DIR")
+    sources = sorted(p for p in src.glob("*.ipynb") if not p.name.startswith("."))
+    if not sources:
+        raise ValueError(f"no notebooks (*.ipynb) in {src}")
+    kept = [dest / p.name for p in sources if (dest / p.name).exists()]
+    missing = [p for p in sources if not (dest / p.name).exists()]
+    converted = [(p.name, student_notebook(nbformat.read(p, as_version=4), p.name)) for p in missing]
+    dest.mkdir(parents=True, exist_ok=True)
+    added = []
+    for name, nb in converted:
+        path = dest / name
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                nbformat.write(nb, handle)
+        except FileExistsError:
+            kept.append(path)
+            continue
+        added.append(path)
+    return added, sorted(kept)
 
 
 # --------------------------------------------------------------------------- grading
@@ -397,6 +432,20 @@ def main_student(src: str, dest: str) -> int:
     for path in written:
         n = len(exercise_cells(nbformat.read(path, as_version=4)))
         print(f"wrote {path} ({n} exercise{'s' if n != 1 else ''})")
+    return 0
+
+
+def main_workspace(src: str, dest: str) -> int:
+    """``python -m labkit workspace SRC_DIR DEST_DIR``."""
+    try:
+        added, kept = build_workspace(src, dest)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in added:
+        print(f"new lesson: {path}")
+    if kept:
+        print(f"kept your {len(kept)} notebook{'s' if len(kept) != 1 else ''} in {dest} as they are")
     return 0
 
 

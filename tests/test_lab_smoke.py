@@ -1,4 +1,5 @@
-"""`make lab`'s main job: JupyterLab starts headless and lists the course notebooks."""
+"""`make lab`'s main job: JupyterLab starts headless and lists the course notebooks, and the student's
+workspace keeps their answers. tests/test_browser.py drives it in a real browser."""
 
 from __future__ import annotations
 
@@ -60,3 +61,48 @@ def test_jupyterlab_serves_the_notebooks(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_workspace_keeps_the_students_answers_and_adds_new_lessons(tmp_path):
+    """`make lab`'s workspace: solution-free copies, created once, never overwritten; new lessons appear beside."""
+    import shutil
+
+    import nbformat
+
+    from labkit.grading import BEGIN, build_workspace
+
+    src, work = tmp_path / "notebooks", tmp_path / "work"
+    src.mkdir()
+    lessons = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    for path in lessons[:2]:
+        shutil.copy(path, src)
+    added, kept = build_workspace(src, work)
+    assert [p.name for p in added] == [p.name for p in lessons[:2]] and kept == []
+    first = work / lessons[0].name
+    nb = nbformat.read(first, as_version=4)
+    assert not any(BEGIN in c.source for c in nb.cells), "the workspace hands out a solution"
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs were not cleared"
+    nb.cells[-1].source = "my_answer = 42  # the student's work"
+    nbformat.write(nb, first)
+    answered = first.read_bytes()
+
+    shutil.copy(lessons[2], src)  # a `git pull` brings a new lesson
+    done = subprocess.run([sys.executable, "-m", "labkit", "workspace", str(src), str(work)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"new lesson: {work / lessons[2].name}" in done.stdout
+    assert "kept your 2 notebooks" in done.stdout
+    assert first.read_bytes() == answered, "the student's answers were overwritten"
+    assert (work / lessons[2].name).exists()
+
+
+def test_the_workspace_is_not_committed():
+    import shutil
+
+    import pytest
+
+    root = NOTEBOOKS.parent
+    if not shutil.which("git") or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "work/00_start_here.ipynb"], cwd=root)
+    assert ignored.returncode == 0, ".gitignore must ignore the student workspace work/"
