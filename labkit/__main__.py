@@ -45,18 +45,28 @@ def main(argv: list[str] | None = None) -> int:
 
         return 0 if print_report() else 1
 
-    from labkit import assets
+    return run_fetch(convert=not args.no_convert)
+
+
+def run_fetch(convert: bool = True) -> int:
+    """``python -m labkit fetch``: fetch and re-hash every asset, convert and re-hash the LLM copy,
+    delete damaged computed results and stale temporaries -- everything ``doctor`` reports."""
+    from labkit import assets, cache
 
     try:
-        for name, folder in assets.fetch_all(progress=True).items():
-            print(f"{name}: ready in {folder}")
-        if not args.no_convert:
+        for name, folder in assets.fetch_all(progress=True, deep=True).items():
+            print(f"{name}: verified, ready in {folder}")
+        if convert:
             from labkit.models import llm_path
 
-            print(f"smollm2 (fp32 copy): ready in {llm_path()}")
+            print(f"smollm2 (fp32 copy): verified, ready in {llm_path(deep=True)}")
     except assets.AssetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for entry in cache.remove_damaged():
+        print(f"deleted a damaged cached result (recomputed when next used): {entry}")
+    for tmp in cache.remove_stale_temporaries():
+        print(f"removed a temporary left by an interrupted run: {tmp}")
     return 0
 
 

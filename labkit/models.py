@@ -13,6 +13,7 @@ Taught in lessons 00, 03 and 10.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -21,7 +22,7 @@ from transformers import (AutoModel, AutoModelForCausalLM, AutoTokenizer, GPT2Co
                           GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerBase)
 
 from labkit import assets
-from labkit.cache import atomic_directory, cache_dir, verify_manifest, write_manifest
+from labkit.cache import atomic_directory, cache_dir, locked, verify
 from labkit.device import pick_device
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,34 +61,50 @@ def load_encoder(device: torch.device | str | None = None
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     with _quiet_loading():
         model = AutoModel.from_pretrained(path, local_files_only=True)
-    return tokenizer, model.to(device or pick_device()).eval()
+    return tokenizer, model.to(pick_device(device)).eval()
 
 
-def _convert_llm() -> None:
-    """De-quantise the GGUF file once and save an fp32 safetensors copy in the cache."""
-    folder = assets.fetch("smollm2")
+def _convert_llm(folder: Path) -> None:
+    """De-quantise the GGUF file once and save an fp32 safetensors copy in ``folder``.
+
+    Call with the folder's lock held: the copy is built in a temporary folder (removed if this
+    process is killed and a later run takes the lock) and renamed into place with its manifest."""
+    source = assets.fetch("smollm2")
     print(f"converting {GGUF_FILE} to an fp32 model in the cache (once, ~30 s) ...", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
     # A GGUF-loaded model counts as "quantized" and refuses save_pretrained; its weights are
     # already de-quantised fp32 tensors, so drop the quantizer and its config entry.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    with atomic_directory(cache_dir() / LLM_CACHE) as tmp:
+    with atomic_directory(folder, source=GGUF_FILE, archive_sha256=assets.ASSETS["smollm2"].sha256) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_manifest(tmp, source=GGUF_FILE, archive_sha256=assets.ASSETS["smollm2"].sha256)
 
 
-def llm_path() -> str:
-    """Folder of the converted SmolLM2 copy, converting it first if it is missing or damaged."""
+def llm_status(deep: bool = False) -> str:
+    """``'ready'``, ``'missing'`` or what is wrong with the converted SmolLM2 copy (for ``doctor``)."""
     folder = cache_dir() / LLM_CACHE
-    problem = verify_manifest(folder, deep=False)
-    if problem is not None:
-        if folder.exists():
-            print(f"cached LLM is not usable ({problem}); converting again.")
-        _convert_llm()
+    if not folder.exists():
+        return "missing"
+    problem = verify(folder, deep=deep)
+    return "ready" if problem is None else problem
+
+
+def llm_path(deep: bool | None = None) -> str:
+    """Folder of the converted SmolLM2 copy, (re)converting it if it is missing or fails its hashes.
+
+    Its files are re-hashed once per process before they are trusted (``deep=True``: always)."""
+    folder = cache_dir() / LLM_CACHE
+    if verify(folder, deep=deep) is None:
+        return str(folder)
+    with locked(folder):
+        problem = verify(folder, deep=deep)
+        if problem is not None:
+            if folder.exists():
+                print(f"cached LLM is not usable ({problem}); converting again.", flush=True)
+            _convert_llm(folder)
     return str(folder)
 
 
@@ -98,7 +115,7 @@ def load_llm(device: torch.device | str | None = None
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     with _quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return tokenizer, model.to(device or pick_device()).eval()
+    return tokenizer, model.to(pick_device(device)).eval()
 
 
 def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_layer: int = 2,
@@ -107,13 +124,18 @@ def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_laye
 
     With ``vocab_size=8000`` and the defaults it has about 1.5 M parameters.
     """
-    if vocab_size < 2:
-        raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
+    sizes = {"vocab_size": vocab_size, "n_positions": n_positions, "n_embd": n_embd,
+             "n_layer": n_layer, "n_head": n_head}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if value < (2 if name == "vocab_size" else 1):
+            raise ValueError(f"{name} must be at least {2 if name == 'vocab_size' else 1}, got {value}")
     if n_embd % n_head:
         raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
     config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
                         n_layer=n_layer, n_head=n_head)
-    return GPT2LMHeadModel(config).to(device or pick_device())
+    return GPT2LMHeadModel(config).to(pick_device(device))
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:

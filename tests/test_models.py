@@ -35,17 +35,6 @@ def test_llm_loads_from_cache_and_generates():
     assert out.shape[1] > ids["input_ids"].shape[1] and new.strip()
 
 
-def test_damaged_llm_cache_is_rebuilt(tmp_path, monkeypatch):
-    folder = tmp_path / models.LLM_CACHE
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"half a file")  # no manifest: never trusted
-    monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
-    converted = []
-    monkeypatch.setattr(models, "_convert_llm", lambda: converted.append(True))
-    models.llm_path()
-    assert converted == [True]
-
-
 def test_small_gpt2():
     model = models.small_gpt2(vocab_size=8000, device="cpu")
     n = models.count_parameters(model)
