@@ -32,6 +32,8 @@ THRESHOLD = 0.05
 
 def check_domain(domain: str) -> str:
     """Return ``domain`` if it is one of :data:`DOMAINS`, else raise a ValueError listing them."""
+    if not isinstance(domain, str):
+        raise TypeError(f"a domain is a string (one of {', '.join(DOMAINS)}), got {type(domain).__name__}")
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; valid domains are: {', '.join(DOMAINS)}")
     return domain
@@ -45,6 +47,10 @@ def _domains(domains: str | Iterable[str] | None) -> list[str]:
     chosen = [check_domain(d) for d in domains]
     if not chosen:
         raise ValueError(f"no domain given; choose from: {', '.join(DOMAINS)}")
+    repeated = sorted({d for d in chosen if chosen.count(d) > 1})
+    if repeated:
+        raise ValueError(f"domain(s) {repeated} given more than once; each sentence must appear once "
+                         "(duplicated rows would land on both sides of a split)")
     return chosen
 
 
@@ -53,6 +59,10 @@ def label_from_score(score: float | np.ndarray, scale: float = 4.0) -> np.ndarra
 
     ``2`` (positive) if ``score/scale > 0.05``, ``0`` (negative) if ``< -0.05``, else ``1`` (neutral).
     """
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)):
+        raise TypeError(f"scale must be a number, got {type(scale).__name__}")
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive number (4 for human ratings, 1 for VADER), got {scale}")
     s = np.asarray(score, dtype=float) / scale
     if np.isnan(s).any():
         raise ValueError("label_from_score got NaN scores; every item needs a numeric score")
@@ -63,7 +73,12 @@ def _read_lines(path: Path) -> list[str]:
     """Read a corpus file: strip a UTF-8 byte-order mark, accept CRLF and a missing final newline."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; run `python -m labkit fetch` to (re)fetch the corpora")
-    return [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start}): the file is "
+                         "damaged; run `python -m labkit fetch` to repair the cache") from None
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def _unescape(text: str) -> str:
@@ -180,6 +195,9 @@ def vader_compound(texts: Sequence[str]) -> np.ndarray:
     """VADER's compound score in [-1, 1] for each text (the rule-based, no-training baseline)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+    if isinstance(texts, str):
+        raise TypeError("vader_compound expects a list of texts, got one string (it would score each "
+                        "character); wrap it: vader_compound([text])")
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from labkit import models
-from labkit.cache import atomic_write_bytes, cache_dir
+from labkit.cache import cache_dir, read_file, write_file
 from labkit.device import pick_device
 
 MODEL_ID = "all-MiniLM-L6-v2"
@@ -49,7 +49,7 @@ def encoder(device: torch.device | str | None = None):
 
     Taught in lesson 03.
     """
-    dev = torch.device(device) if device is not None else pick_device()
+    dev = pick_device(device)
     key = str(dev)
     if key not in _ENCODERS:
         _ENCODERS[key] = models.load_encoder(dev)
@@ -79,19 +79,47 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list after checking it holds one or more non-empty, valid strings."""
     if isinstance(texts, str):
-        raise ValueError("embed expects a list of sentences, got one string; wrap it: [text]")
+        raise TypeError("expected a list of sentences, got one string; wrap it: [text]")
     texts = list(texts)
     if not texts:
-        raise ValueError("embed got an empty list; pass at least one sentence")
+        raise ValueError("got an empty list of texts; pass at least one sentence")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise ValueError(f"text {i} is a {type(t).__name__}, not a string; convert or drop it "
+            raise TypeError(f"text {i} is a {type(t).__name__}, not a string; convert or drop it "
                              "(e.g. df['text'].astype(str) or df.dropna(subset=['text']))")
         if not t.strip():
             raise ValueError(f"text {i} is empty or only whitespace; drop empty sentences first")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"text {i} contains an unpaired surrogate character ({t[:40]!r}...), so it "
+                             "is not valid Unicode; it was probably decoded with the wrong codec -- "
+                             "re-read the file as UTF-8, or clean it with "
+                             "t.encode('utf-8', 'replace').decode()") from None
     return texts
+
+
+@lru_cache(maxsize=1)
+def max_positions() -> int:
+    """The longest input the encoder accepts, in tokens (512 for MiniLM), from its config."""
+    from transformers import AutoConfig
+    return int(AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True).max_position_embeddings)
+
+
+def check_sizes(max_length: int, batch_size: int) -> tuple[int, int]:
+    """Validate ``max_length`` (2 .. the encoder's limit) and ``batch_size`` (>= 1)."""
+    for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not 2 <= max_length <= max_positions():
+        raise ValueError(f"max_length must be from 2 ([CLS] and [SEP]) to {max_positions()} (the "
+                         f"encoder's position limit), got {max_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return int(max_length), int(batch_size)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
@@ -101,6 +129,13 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> tor
     Taught in lesson 03.
     """
     check_pooling(pooling)
+    if hidden.ndim != 3 or mask.shape != hidden.shape[:2]:
+        raise ValueError(f"pool needs hidden (batch, T, d) and mask (batch, T); got {tuple(hidden.shape)} "
+                         f"and {tuple(mask.shape)}")
+    if (mask.sum(1) == 0).any():
+        rows = torch.nonzero(mask.sum(1) == 0).flatten().tolist()[:5]
+        raise ValueError(f"rows {rows} of the attention mask have no real token (all zeros): there "
+                         "is nothing to pool; drop empty sentences before encoding them")
     if pooling == "cls":
         return hidden[:, 0]
     m = mask.unsqueeze(-1).to(hidden.dtype)
@@ -124,10 +159,7 @@ def _forward(texts: list[str], layers: list[int], poolings: list[str], max_lengt
              batch_size: int, device, progress: bool) -> np.ndarray:
     """Embeddings at each of ``layers`` (0..n) with each of ``poolings``, from one forward pass per
     batch: array (len(layers), len(poolings), n, DIM)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
+    check_sizes(max_length, batch_size)
     tokenizer, model = encoder(device)
     dev = next(model.parameters()).device
     out = np.empty((len(layers), len(poolings), len(texts), DIM), dtype=np.float32)
@@ -149,23 +181,27 @@ def _forward(texts: list[str], layers: list[int], poolings: list[str], max_lengt
 
 
 def texts_hash(texts: Sequence[str]) -> str:
-    """SHA-256 (first 16 hex digits) of the texts in order: part of every cache key."""
-    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+    """SHA-256 (first 16 hex digits) of the texts in order: part of every cache key.
+
+    ``json.dumps`` escapes every non-ASCII character, so any Python string can be hashed."""
+    return hashlib.sha256(json.dumps(list(texts)).encode("ascii")).hexdigest()[:16]
 
 
 def cache_path(texts: Sequence[str], layer: int, pooling: str, max_length: int) -> Path:
     """The ``.npy`` file that holds (or will hold) these embeddings. Taught in lesson 03."""
     layer = check_layer(layer)
+    check_sizes(max_length, 1)
     name = f"{MODEL_ID}_L{layer}_{check_pooling(pooling)}_len{max_length}_{texts_hash(texts)}.npy"
     return cache_dir() / "embeddings" / name
 
 
 def _load_cached(path: Path, n: int) -> np.ndarray | None:
-    """The cached array if the file is complete and sane, else ``None`` (it will be recomputed)."""
-    if not path.is_file():
+    """The cached array if it matches its recorded SHA-256 and shape, else ``None`` (recomputed)."""
+    payload = read_file(path)
+    if payload is None:
         return None
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(io.BytesIO(payload), allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     if arr.shape != (n, DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
@@ -176,7 +212,7 @@ def _load_cached(path: Path, n: int) -> np.ndarray | None:
 def _save(path: Path, arr: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    write_file(path, buf.getvalue())
 
 
 def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_length: int = 128,
@@ -195,7 +231,7 @@ def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_leng
     from / written to ``cache_dir()/embeddings/`` (a damaged file is ignored and recomputed).
     Taught in lesson 03.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     layer, pooling = check_layer(layer), check_pooling(pooling)
     path = cache_path(texts, layer, pooling, max_length) if cache else None
     if path is not None and (hit := _load_cached(path, len(texts))) is not None:
@@ -216,7 +252,7 @@ def embed_all_layers(texts: Sequence[str], pooling: str = "mean", max_length: in
     and cached under the same key, so ``embed(texts, layer=k)`` later reads it from disk.
     Taught in lesson 03 (used in lesson 04 to probe every layer).
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     pooling = check_pooling(pooling)
     layers = list(range(n_layers() + 1))
     paths = [cache_path(texts, k, pooling, max_length) for k in layers] if cache else None
@@ -242,7 +278,7 @@ def embed_poolings(texts: Sequence[str], poolings: Sequence[str] = POOLINGS, lay
     under the same key as :func:`embed`, so ``embed(texts, pooling=p)`` later reads it from disk;
     only the poolings not already cached are computed. Taught in lesson 03.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     layer = check_layer(layer)
     if isinstance(poolings, str):
         poolings = [poolings]
@@ -269,8 +305,9 @@ def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128,
     For looking inside pooling (lesson 03's exercise); use :func:`embed` for real work.
     Taught in lesson 03.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     layer = check_layer(layer)
+    check_sizes(max_length, 1)
     tokenizer, model = encoder(device)
     dev = next(model.parameters()).device
     batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True,

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import safetensors
+import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -31,7 +33,7 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from labkit import features, metrics, models
-from labkit.cache import atomic_write_bytes, cache_dir
+from labkit.cache import atomic_directory, cache_dir, locked, verify
 
 POOLINGS = (*features.POOLINGS, "last")
 
@@ -100,16 +102,37 @@ def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool 
     return tokenizer, model.to(device or "cpu")
 
 
+def check_labels(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    """``labels`` as an int array, after checking they are whole numbers in ``0 .. n_classes-1``."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be a flat sequence of class ids, got shape {arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"labels must be integer class ids 0..{n_classes - 1}, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            bad = arr[~np.isfinite(arr) | (arr != np.round(arr))][:3].tolist()
+            raise ValueError(f"labels must be whole class ids 0..{n_classes - 1}, got {bad}; "
+                             "map scores to classes first (e.g. data.label_from_score)")
+    arr = arr.astype(np.int64)
+    if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"labels must be in 0..{n_classes - 1} for {n_classes} classes, got values "
+                         f"from {arr.min()} to {arr.max()}; pass n_classes= if the model has more")
+    return arr
+
+
 def make_loader(texts: Sequence[str], labels: Sequence[int] | None, tokenizer: PreTrainedTokenizerBase,
                 max_length: int = 64, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0) -> DataLoader:
+                seed: int = 0, n_classes: int = 3) -> DataLoader:
     """A DataLoader of tokenised sentences, padded per batch, yielding dicts with ``input_ids``,
-    ``attention_mask`` and (if ``labels`` is given) ``labels``. Taught in lesson 05."""
-    texts = list(texts)
-    if labels is not None and len(labels) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
-    if max_length < 2 or batch_size < 1:
-        raise ValueError(f"max_length must be >= 2 and batch_size >= 1, got {max_length}, {batch_size}")
+    ``attention_mask`` and (if ``labels`` is given) ``labels`` -- checked to be class ids in
+    ``0 .. n_classes-1``. Taught in lesson 05."""
+    texts = features.check_texts(texts)
+    features.check_sizes(max_length, batch_size)
+    if labels is not None:
+        labels = check_labels(labels, n_classes)
+        if len(labels) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     items = [{"input_ids": ids, "attention_mask": mask}
              for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
@@ -303,22 +326,45 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
     Only the tensors training changed are stored, so build ``model`` the same way (same seed)
     before calling. Taught in lesson 05.
     """
-    path = cache_dir() / "finetuned" / f"{_fit_key(model, key, fit_kwargs)}.pt"
-    if path.is_file():
+    entry = cache_dir() / "finetuned" / _fit_key(model, key, fit_kwargs)
+    if (saved := _load_fit(entry)) is not None:
+        tensors, meta = saved
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            model.load_state_dict(saved["changed"], strict=False)
+            model.load_state_dict(tensors, strict=False)
+        except RuntimeError as exc:
+            warnings.warn(f"cached weights in {entry} do not fit this model ({exc}); training again", stacklevel=2)
+        else:
             for name, p in model.named_parameters():  # leave it frozen as training left it
-                p.requires_grad = name in saved["trainable"]
+                p.requires_grad = name in meta["trainable"]
             model.eval()
-            return pd.DataFrame(saved["history"])
-        except Exception as exc:  # damaged file: train again and overwrite it
-            print(f"cached weights at {path} are unusable ({exc}); training again.")
+            return pd.DataFrame(meta["history"])
     before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     history = fit(model, train_loader, val_loader, **fit_kwargs)
-    changed = {k: v.detach().cpu() for k, v in model.state_dict().items() if not torch.equal(before[k], v.cpu())}
-    buf = io.BytesIO()
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    torch.save({"changed": changed, "trainable": trainable, "history": history.to_dict("list")}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    changed = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+               if not torch.equal(before[k], v.cpu())}
+    meta = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+            "history": history.to_dict("list")}
+    with locked(entry), atomic_directory(entry) as tmp:
+        safetensors.torch.save_file(changed, str(tmp / WEIGHTS))
+        (tmp / HISTORY).write_text(json.dumps(meta), encoding="utf-8")
     return history
+
+
+WEIGHTS, HISTORY = "changed.safetensors", "history.json"
+
+
+def _load_fit(entry) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Stored weights and metadata of a cached fit, or ``None`` if absent or failing its hashes.
+
+    Weights are safetensors (plain tensors, nothing executable); the folder's manifest is checked first."""
+    if not entry.exists():
+        return None
+    problem = verify(entry)
+    if problem is None:
+        try:
+            meta = json.loads((entry / HISTORY).read_text("utf-8"))
+            return safetensors.torch.load_file(str(entry / WEIGHTS)), meta
+        except (OSError, ValueError, KeyError, safetensors.SafetensorError) as exc:
+            problem = str(exc)
+    warnings.warn(f"cached weights in {entry} are not usable ({problem}); training again", stacklevel=3)
+    return None

@@ -31,7 +31,7 @@ def test_prefers_cuda_then_mps(monkeypatch):
 def test_forcing_a_missing_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("LABKIT_DEVICE", "cuda")
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+    with pytest.raises(ValueError, match="no CUDA GPU"):
         device.pick_device()
     monkeypatch.setenv("LABKIT_DEVICE", "cpu")
     assert device.pick_device().type == "cpu"

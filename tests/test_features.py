@@ -91,11 +91,13 @@ def test_damaged_cache_file_is_recomputed(texts, fresh_cache, damage):
     assert np.load(path).shape == (8, 384), "the damaged file should have been rewritten"
 
 
-@pytest.mark.parametrize("bad, match", [([], "empty list"), (["fine", ""], "text 1 is empty"),
-                                        (["fine", None], "text 1 is a NoneType"),
-                                        ("one string", "list of sentences")])
-def test_bad_texts(bad, match):
-    with pytest.raises(ValueError, match=match):
+@pytest.mark.parametrize("bad, error, match", [([], ValueError, "empty list"),
+                                               (["fine", ""], ValueError, "text 1 is empty"),
+                                               (["fine", None], TypeError, "text 1 is a NoneType"),
+                                               ("one string", TypeError, "list of sentences"),
+                                               (["ok", "bad \ud800 half"], ValueError, "unpaired surrogate")])
+def test_bad_texts(bad, error, match):
+    with pytest.raises(error, match=match):
         features.embed(bad, cache=False)
 
 

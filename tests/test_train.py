@@ -147,7 +147,7 @@ def test_fit_cached_reuses_weights_and_freezing(tmp_path, monkeypatch):
     first = a[0]
     hist_a = train.fit_cached(a, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
                               on_epoch_start=freeze_first)
-    assert len(list((tmp_path / "finetuned").iterdir())) == 1
+    assert len([p for p in (tmp_path / "finetuned").iterdir() if p.is_dir()]) == 1
     b = build()
     hist_b = train.fit_cached(b, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
                               on_epoch_start=lambda e: (_ for _ in ()).throw(AssertionError("trained again")))
@@ -157,4 +157,4 @@ def test_fit_cached_reuses_weights_and_freezing(tmp_path, monkeypatch):
     assert not b[0].weight.requires_grad
     c = build()  # another key trains again
     train.fit_cached(c, loader, key={"toy": 2}, epochs=1, lr=0.1, progress=False)
-    assert len(list((tmp_path / "finetuned").iterdir())) == 2
+    assert len([p for p in (tmp_path / "finetuned").iterdir() if p.is_dir()]) == 2
