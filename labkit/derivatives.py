@@ -25,7 +25,7 @@ Taught in lesson 02.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
@@ -180,13 +180,25 @@ def _check_source(w: torch.Tensor, w_source: torch.Tensor) -> None:
                          f"{tuple(w_source.shape)}; L2-SP needs the source weights of the same tensor")
 
 
-def l2_sp_penalty(w: torch.Tensor, w_source: torch.Tensor, lam: float) -> torch.Tensor:
+def l2_sp_penalty(w: torch.Tensor | Sequence[torch.Tensor], w_source: torch.Tensor | Sequence[torch.Tensor],
+                  lam: float) -> torch.Tensor:
     """L2-SP (Li et al., 2018): pull the weights toward the source model's, not toward 0::
 
-        Omega(w) = lambda/2 ||w - w_source||^2
+        Omega(w) = lambda/2 ||w - w_source||^2       (summed over the tensors when given lists)
 
+    ``w_source`` holds the starting (pretrained) weights, e.g. ``[p.detach().clone() for p in
+    params]`` taken before training. The result keeps the autograd graph, so
+    ``(loss + l2_sp_penalty(params, source, lam)).backward()`` adds the pull inside a training loop.
     Taught in lesson 02.
     """
+    if isinstance(w, (list, tuple)) or isinstance(w_source, (list, tuple)):
+        ws, ss = list(w), list(w_source)
+        if len(ws) != len(ss):
+            raise ValueError(f"got {len(ws)} parameter tensors but {len(ss)} source tensors; "
+                             "pass one source copy per parameter, in the same order")
+        if not ws:
+            raise ValueError("l2_sp_penalty got no parameters")
+        return sum(l2_sp_penalty(p, s.detach(), lam) for p, s in zip(ws, ss))
     _check_source(w, w_source)
     _check_lam(lam)
     return lam * l2_regulariser(w - w_source)

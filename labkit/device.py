@@ -1,11 +1,9 @@
-"""Device choice, seeding and mixed precision. Taught in lesson 00."""
+"""Device choice and seeding. Taught in lesson 00."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -57,20 +55,3 @@ def seed_everything(seed: int = 0) -> int:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
     return seed
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device | str | None = None) -> Iterator[None]:
-    """Mixed precision: bf16 autocast on CUDA, a no-op on CPU and MPS. Taught in lesson 05."""
-    dev = torch.device(device) if device is not None else pick_device()
-    if dev.type == "cuda":
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            yield
-    else:
-        yield
-
-
-def cpu_speedups() -> None:
-    """Flush denormal floats to zero: tiny models train ~2.5x faster on CPU with no change in results
-    that matters for the lessons (see COURSE.md §7)."""
-    torch.set_flush_denormal(True)

@@ -57,15 +57,15 @@ def encoder(device: torch.device | str | None = None):
 
 
 @lru_cache(maxsize=1)
-def n_layers() -> int:
+def _n_layers() -> int:
     """Number of transformer layers of the encoder (6), read from its config without loading weights."""
     from transformers import AutoConfig
     return int(AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True).num_hidden_layers)
 
 
 def check_layer(layer: int) -> int:
-    """Return ``layer`` as an index in ``0..n_layers()`` (``-1`` = last), or raise a ValueError."""
-    n = n_layers()
+    """Return ``layer`` as an index in ``0..6`` (``-1`` = last), or raise a ValueError."""
+    n = _n_layers()
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -(n + 1) <= layer <= n:
         raise ValueError(f"layer must be an integer from 0 (embedding output) to {n} (last "
                          f"transformer layer), or negative from -1 to {-(n + 1)}; got {layer!r}")
@@ -163,7 +163,7 @@ def _forward(texts: list[str], layers: list[int], poolings: list[str], max_lengt
     tokenizer, model = encoder(device)
     dev = next(model.parameters()).device
     out = np.empty((len(layers), len(poolings), len(texts), DIM), dtype=np.float32)
-    need_all = layers != [n_layers()]
+    need_all = layers != [_n_layers()]
     batches = _batches(texts, tokenizer, max_length, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -254,7 +254,7 @@ def embed_all_layers(texts: Sequence[str], pooling: str = "mean", max_length: in
     """
     texts = check_texts(texts)
     pooling = check_pooling(pooling)
-    layers = list(range(n_layers() + 1))
+    layers = list(range(_n_layers() + 1))
     paths = [cache_path(texts, k, pooling, max_length) for k in layers] if cache else None
     if paths is not None:
         hits = [_load_cached(p, len(texts)) for p in paths]

@@ -72,21 +72,6 @@ def unfreeze(model: nn.Module, *patterns: str, regex: bool = False) -> int:
     return _set(model, patterns, True, regex)
 
 
-def _layer_patterns(layers: Iterable[int]) -> list[str]:
-    return [rf"(?:^|\.)layer\.{int(i)}\." for i in layers]
-
-
-def freeze_layers(model: nn.Module, layers: Iterable[int]) -> int:
-    """Freeze the transformer layers with these indices (names containing ``layer.N.``).
-    Taught in lesson 05."""
-    return freeze(model, *_layer_patterns(layers), regex=True)
-
-
-def unfreeze_layers(model: nn.Module, layers: Iterable[int]) -> int:
-    """Unfreeze the transformer layers with these indices. Taught in lesson 05."""
-    return unfreeze(model, *_layer_patterns(layers), regex=True)
-
-
 def n_layers(model: nn.Module) -> int:
     """Number of transformer layers (``layer N`` blocks) in ``model``. Taught in lesson 05."""
     return sum(b.startswith("layer ") for b in blocks(model))
@@ -139,6 +124,10 @@ class GradualUnfreezing:
         self.model = model
         self.order = ["head"] + [f"layer {i}" for i in reversed(range(n_layers(model)))] + ["embeddings"]
         self.order = [b for b in self.order if b in blocks(model)]
+
+    def cache_key(self) -> list[str]:
+        """What the schedule depends on (for :func:`labkit.train.fit_cached`): the unfreezing order."""
+        return self.order
 
     def __call__(self, epoch: int) -> list[str]:
         if epoch < 0:

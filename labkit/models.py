@@ -12,6 +12,7 @@ Taught in lessons 00, 03 and 10.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -103,7 +104,7 @@ def llm_path(deep: bool | None = None) -> str:
         problem = verify(folder, deep=deep)
         if problem is not None:
             if folder.exists():
-                print(f"cached LLM is not usable ({problem}); converting again.", flush=True)
+                warnings.warn(f"cached LLM is not usable ({problem}); converting again.", stacklevel=2)
             _convert_llm(folder)
     return str(folder)
 

@@ -133,23 +133,3 @@ def adam_step(w: torch.Tensor, g: torch.Tensor, state: AdamState, lr: float = 1e
     denom = (v.sqrt() / (1 - b2 ** t) ** 0.5) + eps
     w = w - (lr / (1 - b1 ** t)) * m / denom
     return w, AdamState(m, v, t)
-
-
-def l2_sp_penalty(params: Sequence[torch.Tensor], source: Sequence[torch.Tensor],
-                  lam: float) -> torch.Tensor:
-    """L2-SP penalty over several tensors, to add to the loss inside a training loop::
-
-        Omega = lambda/2 sum_j ||w_j - w_j^source||^2,    dOmega/dw_j = lambda (w_j - w_j^source)
-
-    ``source`` holds detached copies of the starting (pretrained) weights, in the same order, e.g.
-    ``source = [p.detach().clone() for p in params]`` taken before training. The result keeps the
-    autograd graph, so ``(loss + l2_sp_penalty(...)).backward()`` adds the pull toward the source.
-    Taught in lesson 02.
-    """
-    params, source = list(params), list(source)
-    if len(params) != len(source):
-        raise ValueError(f"got {len(params)} parameter tensors but {len(source)} source tensors; "
-                         "pass one source copy per parameter, in the same order")
-    if not params:
-        raise ValueError("l2_sp_penalty got no parameters")
-    return sum(derivatives.l2_sp_penalty(p, s.detach(), lam) for p, s in zip(params, source))

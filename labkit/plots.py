@@ -131,29 +131,6 @@ def confusion(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str
     return ax
 
 
-def tradeoff_scatter(df: pd.DataFrame, x: str, y: str, label_col: str, logx: bool = True,
-                     ax: Axes | None = None, xlabel: str | None = None, ylabel: str | None = None,
-                     title: str = "Trade-off") -> Axes:
-    """One labelled point per method, e.g. weighted F1 against trainable parameters or seconds.
-
-    Pass ``xlabel``/``ylabel`` with units (default: the column names). Taught in lesson 05.
-    """
-    _need_columns(df, [x, y, label_col], "tradeoff_scatter")
-    if df.empty:
-        raise ValueError("tradeoff_scatter got an empty table")
-    ax = _axes(ax, (6.0, 3.8))
-    ax.scatter(df[x], df[y], s=40, zorder=3)
-    for xv, yv, name in zip(df[x], df[y], df[label_col]):
-        ax.annotate(str(name), (xv, yv), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel((xlabel or x) + (" — log scale" if logx else ""))
-    ax.set_ylabel(ylabel or y)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    return ax
-
-
 def label_balance(df: pd.DataFrame, labels: Sequence[str] = LABELS, ax: Axes | None = None,
                   title: str = "Label balance per domain") -> Axes:
     """Stacked bars: the share of each class in each domain, in percent. Taught in lesson 00."""

@@ -70,13 +70,12 @@ def cjk_font() -> str | None:
 def draw_map(ax: Axes | None = None) -> Axes:
     """Draw the categories as a map: supervision settings (left), methods (middle), combiners (right).
 
-    Chinese terms appear in the boxes when a CJK font is installed; the table
-    :data:`CATEGORIES` always has them.
+    Chinese terms appear in the boxes when a CJK font is installed (used for these texts only:
+    the global ``rcParams`` are left alone); the table :data:`CATEGORIES` always has them.
     """
     font = cjk_font()
     chinese = font is not None
-    if chinese:
-        plt.rcParams["font.sans-serif"] = [font, *plt.rcParams["font.sans-serif"]]
+    family = {"fontfamily": [font, *plt.rcParams["font.sans-serif"]]} if chinese else {}
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.6))
     columns = {"labels": (0.02, "What labels exist?\n(the setting)", "#dbe9f6"),
@@ -92,7 +91,7 @@ def draw_map(ax: Axes | None = None) -> Axes:
                                         facecolor=colour, edgecolor="0.4"))
             name = f"{cat.english} ({cat.chinese})" if chinese else cat.english
             ax.text(x + width / 2, y + height / 2, f"{name}\nlesson {cat.lesson}",
-                    ha="center", va="center", fontsize=8)
+                    ha="center", va="center", fontsize=8, **family)
     ax.annotate("", xy=(0.355, 0.5), xytext=(0.295, 0.5),
                 arrowprops=dict(arrowstyle="->", color="0.3"))
     ax.text(0.325, 0.53, "any\nsetting\nuses\na method", ha="center", va="bottom", fontsize=7, color="0.3")
@@ -101,10 +100,10 @@ def draw_map(ax: Axes | None = None) -> Axes:
     ax.text(0.665, 0.53, "combine\ntrained\nmodels", ha="center", va="bottom", fontsize=7, color="0.3")
     ax.text(0.5, 0.0, "Foundation for all: a pretrained source model (knowledge"
             + (", 知识" if chinese else "") + ") adapted to a target task" + (" (任务)" if chinese else ""),
-            ha="center", va="bottom", fontsize=9, style="italic")
+            ha="center", va="bottom", fontsize=9, style="italic", **family)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
     ax.set_title("Map of transfer-learning categories in this course"
-                 + (" (迁移学习)" if chinese else ""))
+                 + (" (迁移学习)" if chinese else ""), **family)
     return ax

@@ -14,7 +14,6 @@ Taught in lesson 05.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 import warnings
@@ -29,31 +28,12 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from labkit import features, metrics, models
+from labkit import features, metrics, models, runkey
+from labkit.device import pick_device
 from labkit.cache import atomic_directory, cache_dir, locked, verify
-
-POOLINGS = (*features.POOLINGS, "last")
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """One vector per sentence from the token vectors ``hidden`` (batch, tokens, width).
-
-    ``"mean"`` (masked mean ``sum_t m_t h_t / sum_t m_t``), ``"cls"`` (``h_1``) and ``"max"`` are
-    :func:`labkit.features.pool` (lesson 03); ``"last"`` is the last real token's vector ``h_T``
-    (T = number of non-padding tokens; assumes right padding, as BERT tokenizers do).
-
-    Taught in lesson 05.
-    """
-    if how == "last":
-        last = attention_mask.sum(1).long().clamp(min=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    if how not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {how!r}")
-    return features.pool(hidden, attention_mask, how)
-
 
 class SentenceClassifier(nn.Module):
     """A pretrained encoder with a new linear head: ``logits = W · pool(encoder(x)) + b``.
@@ -66,8 +46,7 @@ class SentenceClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_classes: int = 3, pooling: str = "mean",
                  dropout: float = 0.1) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        features.check_pooling(pooling)
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         if getattr(encoder, "pooler", None) is not None:
@@ -80,7 +59,7 @@ class SentenceClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The pooled sentence vectors the head sees (batch, width)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return pool(hidden, attention_mask, self.pooling)
+        return features.pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
@@ -90,16 +69,18 @@ def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool 
                     device: torch.device | str | None = None
                     ) -> tuple[PreTrainedTokenizerBase, SentenceClassifier]:
     """``(tokenizer, SentenceClassifier)`` on MiniLM: pretrained weights, or (``pretrained=False``)
-    the same architecture with random weights (seed with ``device.seed_everything`` first).
+    the same architecture with random weights (seed with ``device.seed_everything`` first), on
+    ``device`` (default: :func:`labkit.device.pick_device`, where ``fit`` trains and predicts).
 
     Taught in lesson 05.
     """
+    dev = pick_device(device)
     tokenizer, encoder = models.load_encoder("cpu")
     if not pretrained:
         config = AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True)
         encoder = AutoModel.from_config(config)
     model = SentenceClassifier(encoder, n_classes=n_classes, pooling=pooling)
-    return tokenizer, model.to(device or "cpu")
+    return tokenizer, model.to(dev)
 
 
 def check_labels(labels: Sequence[int], n_classes: int) -> np.ndarray:
@@ -167,9 +148,11 @@ def _mixed_precision(choice: str) -> str:
 
 
 def _accelerator(mixed_precision: str, cpu: bool) -> Accelerator:
-    """A fresh ``Accelerator`` for this call. Accelerate keeps one shared state per process; in a
-    single-process run it is cleared first so each ``fit`` may pick its own precision and device
-    (in a multi-process run the launcher's state is kept)."""
+    """A fresh ``Accelerator`` for this call. Accelerate keeps one shared state per process and
+    refuses a second ``Accelerator`` with other settings, so in a single-process run the state is
+    cleared first and each ``fit`` may pick its own precision and device (in a multi-process run the
+    launcher's state is kept). accelerate has no public call for this: ``_reset_state`` is what its
+    own test-suite uses between configurations, so it is pinned by the tests here."""
     if not torch.distributed.is_initialized():
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision=_mixed_precision(mixed_precision), cpu=cpu)
@@ -263,8 +246,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             if patience is not None and waited >= patience:
                 break
     bar.close()
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop autocast from forward
     if best_state is not None:
-        accelerator.unwrap_model(model).load_state_dict(best_state)
+        model.load_state_dict(best_state)
     model.eval()
     return pd.DataFrame(history)
 
@@ -290,8 +274,8 @@ def predict(model: nn.Module, loader: DataLoader, classes: bool = False) -> np.n
     return logits.argmax(-1) if classes else logits
 
 
-def encode(model: SentenceClassifier, loader: DataLoader) -> np.ndarray:
-    """Pooled sentence vectors (n, width) of a :class:`SentenceClassifier`'s encoder, in order --
+def embed(model: SentenceClassifier, loader: DataLoader) -> np.ndarray:
+    """Sentence vectors (n, width) of a :class:`SentenceClassifier`'s (fine-tuned) encoder, in order --
     e.g. to apply heads trained on the original encoder to a fine-tuned one. Taught in lesson 05."""
     model.eval()
     dev = next(model.parameters()).device
@@ -302,46 +286,37 @@ def encode(model: SentenceClassifier, loader: DataLoader) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def _fit_key(model: nn.Module, key: dict, fit_kwargs: dict) -> str:
-    opt = fit_kwargs.get("optimizer")
-    settings = {
-        "key": key, "model": type(model).__name__,
-        "trainable": sorted(n for n, p in model.named_parameters() if p.requires_grad),
-        "optimizer": None if opt is None else [type(opt).__name__, [g["lr"] for g in opt.param_groups]],
-        "callback": type(fit_kwargs.get("on_epoch_start")).__name__,
-        **{k: v for k, v in fit_kwargs.items() if k in ("epochs", "lr", "clip", "patience")},
-    }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
-               key: dict, **fit_kwargs: Any) -> pd.DataFrame:
+               key: dict | None = None, **fit_kwargs: Any) -> pd.DataFrame:
     """:func:`fit`, with the fine-tuned weights cached on disk (``cache_dir()/finetuned/``).
 
-    ``key`` must name everything about the data and model that the settings below do not, e.g.
-    ``{"data": features.texts_hash(texts), "max_length": 64, "seed": 0}``; the cache key adds the
-    model class, the names of its trainable parameters, the optimizer's learning rates, the
-    callback's class, ``epochs``, ``lr``, ``clip`` and ``patience``. On a hit the stored weights
-    are loaded into ``model`` (with the ``requires_grad`` flags training left) and the stored history (with the original ``seconds``) is returned.
-    Only the tensors training changed are stored, so build ``model`` the same way (same seed)
-    before calling. Taught in lesson 05.
+    The cache key (:func:`labkit.runkey.run_key`) is built from everything that changes the
+    result -- the model's weights and trainable flags before training, every item of the loaders,
+    torch's random state, and every setting of ``fit`` (loss, optimizer groups, callback, precision,
+    device); ``key`` adds anything else you want keyed. What cannot be keyed is refused. On a hit
+    the stored weights are loaded into ``model`` (with the ``requires_grad`` flags training left),
+    the model is put on the device ``fit`` trains on, and the stored history (with the original
+    ``seconds``) is returned. Only the tensors training changed are stored (as safetensors).
+    Taught in lesson 05.
     """
-    entry = cache_dir() / "finetuned" / _fit_key(model, key, fit_kwargs)
+    entry = cache_dir() / "finetuned" / runkey.run_key(model, train_loader, val_loader, fit_kwargs, key)
     if (saved := _load_fit(entry)) is not None:
         tensors, meta = saved
         try:
-            model.load_state_dict(tensors, strict=False)
+            model.load_state_dict({k: v for k, v in tensors.items() if k != RNG}, strict=False)
         except RuntimeError as exc:
             warnings.warn(f"cached weights in {entry} do not fit this model ({exc}); training again", stacklevel=2)
         else:
             for name, p in model.named_parameters():  # leave it frozen as training left it
                 p.requires_grad = name in meta["trainable"]
-            model.eval()
+            model.to("cpu" if fit_kwargs.get("cpu") else pick_device()).eval()  # where fit leaves it
+            torch.set_rng_state(tensors[RNG])  # as if it had trained: later runs key the same way
             return pd.DataFrame(meta["history"])
     before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     history = fit(model, train_loader, val_loader, **fit_kwargs)
     changed = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
                if not torch.equal(before[k], v.cpu())}
+    changed[RNG] = torch.get_rng_state()
     meta = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
             "history": history.to_dict("list")}
     with locked(entry), atomic_directory(entry) as tmp:
@@ -350,7 +325,7 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
     return history
 
 
-WEIGHTS, HISTORY = "changed.safetensors", "history.json"
+WEIGHTS, HISTORY, RNG = "changed.safetensors", "history.json", "__torch_rng_state_after__"
 
 
 def _load_fit(entry) -> tuple[dict[str, torch.Tensor], dict] | None:

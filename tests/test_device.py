@@ -45,10 +45,3 @@ def test_one_seed_call_makes_python_numpy_torch_repeatable():
     first = draw()
     device.seed_everything(123)
     assert draw() == first
-
-
-def test_autocast_is_a_no_op_on_cpu():
-    x = torch.randn(4, 4)
-    with device.autocast("cpu"):
-        y = x @ x
-    assert y.dtype == torch.float32

@@ -47,7 +47,7 @@ def test_order_is_restored_after_length_sorting(texts):
 
 def test_all_layers_in_one_pass_match_single_layers(texts):
     every = features.embed_all_layers(texts[:6], pooling="cls", cache=False, device="cpu")
-    assert every.shape == (features.n_layers() + 1, 6, 384)
+    assert every.shape == (features._n_layers() + 1, 6, 384)
     for k in (0, 3, -1):
         one = features.embed(texts[:6], layer=k, pooling="cls", cache=False, device="cpu")
         np.testing.assert_allclose(every[k], one, atol=1e-5)

@@ -37,7 +37,7 @@ def test_trainable_table_matches_hand_counts(model):
 def test_freeze_patterns_and_layers(model):
     assert freeze.freeze(model, "*") == EMB + 6 * LAYER + HEAD
     assert freeze.unfreeze(model, "head.*") == HEAD
-    assert freeze.unfreeze_layers(model, [4, 5]) == 2 * LAYER
+    assert freeze.unfreeze(model, r"layer\.[45]\.", regex=True) == 2 * LAYER
     assert freeze.freeze(model, r"layer\.4\.", regex=True) == LAYER
     assert freeze.trainable_table(model).loc["all", "trainable"] == LAYER + HEAD
     with pytest.raises(ValueError, match="no parameter name matches"):

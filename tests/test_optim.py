@@ -102,12 +102,12 @@ def test_l2_sp_penalty_in_a_training_loop_pulls_toward_source():
         opt = torch.optim.SGD([w], lr=0.05)
         for _ in range(100):
             opt.zero_grad()
-            (loss(w) + optim.l2_sp_penalty([w], source, lam)).backward()
+            (loss(w) + D.l2_sp_penalty([w], source, lam)).backward()
             opt.step()
         dist[lam] = float((w.detach() - source[0]).norm())
     assert dist[10.0] < 0.1 * dist[0.0]
     w = W0.clone().requires_grad_(True)
-    optim.l2_sp_penalty([w], source, 0.7).backward()
+    D.l2_sp_penalty([w], source, 0.7).backward()
     assert torch.allclose(w.grad, D.l2_sp_grad(W0, source[0], 0.7))
 
 
@@ -124,4 +124,4 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="learning rate"):
         optim.heavy_ball_step(w, w, w, lr=0.0)
     with pytest.raises(ValueError, match="source"):
-        optim.l2_sp_penalty([w, w], [w], 0.1)
+        D.l2_sp_penalty([w, w], [w], 0.1)

@@ -17,17 +17,6 @@ from labkit import train
 HERE = Path(__file__).resolve().parent
 
 
-def test_pool_mean_cls_last_ignore_padding():
-    h = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    assert torch.allclose(train.pool(h, mask, "mean")[0], h[0, :2].mean(0))
-    assert torch.allclose(train.pool(h, mask, "mean")[1], h[1].mean(0))
-    assert torch.equal(train.pool(h, mask, "cls"), h[:, 0])
-    assert torch.equal(train.pool(h, mask, "last"), torch.stack([h[0, 1], h[1, 2]]))
-    with pytest.raises(ValueError, match="pooling"):
-        train.pool(h, mask, "median")
-
-
 @pytest.fixture(scope="module")
 def classifier():
     torch.manual_seed(0)
@@ -131,30 +120,99 @@ def test_two_cpu_processes_match_one_process(tmp_path):
     assert not torch.allclose(one["weight"], ddp_fit_script.run(batch_size=8)["weight"], atol=1e-3)
 
 
-def test_fit_cached_reuses_weights_and_freezing(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+def _build(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3))
+
+
+def freeze_first_layer(epoch):
+    """A module-level callback (keyable)."""
+
+
+def also_a_function(epoch):
+    """Another module-level callback: same type as the one above, different code."""
+    return epoch
+
+
+def _cached(model, **kwargs):
     x, y = _toy()
     loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    torch.manual_seed(123)
+    return train.fit_cached(model, loader, **{"epochs": 2, "lr": 0.1, "progress": False, **kwargs})
 
-    def build():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 3))
 
-    def freeze_first(epoch):
-        first.requires_grad_(False)
+def _entries(root):
+    return sorted(p.name for p in (root / "finetuned").iterdir() if p.is_dir())
 
-    a = build()
-    first = a[0]
-    hist_a = train.fit_cached(a, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
-                              on_epoch_start=freeze_first)
-    assert len([p for p in (tmp_path / "finetuned").iterdir() if p.is_dir()]) == 1
-    b = build()
-    hist_b = train.fit_cached(b, loader, key={"toy": 1}, epochs=2, lr=0.1, progress=False,
-                              on_epoch_start=lambda e: (_ for _ in ()).throw(AssertionError("trained again")))
+
+def test_fit_cached_reuses_weights_freezing_and_random_state(fresh_cache):
+    a = _build()
+    a[0].requires_grad_(False)
+    hist_a = _cached(a, on_epoch_start=freeze_first_layer)
+    rng_after_training = torch.get_rng_state()
+    assert len(_entries(fresh_cache)) == 1
+    b = _build()
+    b[0].requires_grad_(False)
+    hist_b = _cached(b, on_epoch_start=freeze_first_layer)
+    assert len(_entries(fresh_cache)) == 1, "the same run should be a cache hit"
     assert hist_a.equals(hist_b)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb) and pa.requires_grad == pb.requires_grad
-    assert not b[0].weight.requires_grad
-    c = build()  # another key trains again
-    train.fit_cached(c, loader, key={"toy": 2}, epochs=1, lr=0.1, progress=False)
-    assert len([p for p in (tmp_path / "finetuned").iterdir() if p.is_dir()]) == 2
+    assert torch.equal(torch.get_rng_state(), rng_after_training)  # as if it had trained
+
+
+@pytest.mark.parametrize("change", ["callback", "loss", "weight decay", "init", "rng", "data", "trainable"])
+def test_fit_cached_keys_everything_that_changes_the_result(fresh_cache, change):
+    _cached(_build(), on_epoch_start=freeze_first_layer)
+    model = _build(seed=1 if change == "init" else 0)
+    kwargs = {"on_epoch_start": also_a_function if change == "callback" else freeze_first_layer}
+    if change == "loss":
+        kwargs["loss_fn"] = nn.CrossEntropyLoss(label_smoothing=0.1)
+    if change == "weight decay":
+        kwargs["optimizer"] = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)
+    if change == "trainable":
+        model[1].bias.requires_grad_(False)
+    if change == "rng":
+        x, y = _toy()
+        loader = DataLoader(TensorDataset(x, y), batch_size=32)
+        torch.manual_seed(7)
+        train.fit_cached(model, loader, epochs=2, lr=0.1, progress=False, **kwargs)
+    elif change == "data":
+        x, y = _toy(seed=3)
+        torch.manual_seed(123)
+        train.fit_cached(model, DataLoader(TensorDataset(x, y), batch_size=32), epochs=2, lr=0.1,
+                         progress=False, **kwargs)
+    else:
+        _cached(model, **kwargs)
+    assert len(_entries(fresh_cache)) == 2, f"a change of {change} must not return the first run's weights"
+
+
+def test_fit_cached_refuses_what_it_cannot_key(fresh_cache):
+    with pytest.raises(TypeError, match="cannot key the on_epoch_start"):
+        _cached(_build(), on_epoch_start=lambda epoch: None)
+    x, y = _toy()
+    unseeded = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    with pytest.raises(TypeError, match="seeded generator"):
+        train.fit_cached(_build(), unseeded, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="unexpected settings"):
+        _cached(_build(), learning_rate=0.1)
+
+
+def test_fit_leaves_no_autocast_wrapper_on_the_model():
+    x, y = _toy()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32)
+    model = _build()
+    before = model(x)
+    forward = model.forward
+    train.fit(model, loader, epochs=1, lr=0.0, progress=False, mixed_precision="bf16", cpu=True)
+    assert model.forward == forward, "fit must give back the model's own forward"
+    assert torch.equal(model(x), before), "lr=0: the logits must not move (no bf16 left on)"
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_the_accelerate_reset_fit_relies_on_exists():
+    """accelerate has no public reset of its per-process state; fit uses the private one its own
+    test-suite uses. If a release removes it, this names the reason."""
+    from accelerate.state import AcceleratorState
+
+    assert callable(AcceleratorState._reset_state)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit import assets, cache, data, doctor, features, metrics, models, train
+from labkit import assets, cache, data, doctor, features, metrics, models, runkey, train
 from labkit import __main__ as cli
 
 REAL_CACHE = cache.cache_dir()  # read before any test points LABKIT_CACHE elsewhere
@@ -126,7 +126,7 @@ def test_a_planted_pickle_in_the_weights_cache_never_runs(fresh_cache, tmp_path)
     marker = tmp_path / "pickle-ran"
     model, loader = _toy_fit()
     kwargs = {"epochs": 1, "lr": 0.1, "progress": False}
-    entry = fresh_cache / "finetuned" / train._fit_key(model, {"toy": 1}, kwargs)
+    entry = fresh_cache / "finetuned" / runkey.run_key(model, loader, None, kwargs, {"toy": 1})
     entry.mkdir(parents=True)
     evil = pickle.dumps({"changed": _Planted(marker)})
     for path in (entry.with_suffix(".pt"), entry / train.WEIGHTS):  # where old and new labkit look
