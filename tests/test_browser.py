@@ -1,4 +1,4 @@
-"""A real browser drives JupyterLab the way a student meets it (COURSE.md §13).
+"""A real browser drives JupyterLab the way a student meets it (README.md, "The browser test").
 
 JupyterLab is started by ``make serve-lab`` -- the recipe ``make lab`` and ``make lab-solutions`` run -- on
 its own free port with its own token, and with the settings, workspaces, runtime and checkpoint folders in a

@@ -1,4 +1,4 @@
-"""The corpora, the label protocol and the split (COURSE.md §4-5)."""
+"""The corpora, the label protocol and the split (data/README.md, docs/protocol.md)."""
 
 from __future__ import annotations
 
