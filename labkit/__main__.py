@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("student", "workspace", "grade"):
         try:
-            from labkit import grading
+            from labkit.instructor import grading
         except ImportError as exc:
             print(f"error: {exc}; the instructor tools need the lab extra: pip install -e '.[lab]'",
                   file=sys.stderr)

@@ -29,7 +29,7 @@ from labkit import data
 
 
 def tfidf(ngram_range: tuple[int, int] = (1, 2), min_df: int = 1) -> TfidfVectorizer:
-    """TF-IDF over word 1- and 2-grams, with sublinear ``1 + ln(tf)`` counts. Taught in lesson 01."""
+    """TF-IDF over word 1- and 2-grams, with sublinear ``1 + ln(tf)`` counts. Used by every baseline below."""
     return TfidfVectorizer(ngram_range=ngram_range, min_df=min_df, sublinear_tf=True)
 
 
@@ -41,17 +41,18 @@ def _vader():
 
 
 @lru_cache(maxsize=100_000)  # a cross-domain matrix scores each test sentence once per model
-def _vader_row(text: str) -> tuple[float, float, float, float]:
+def _vader_scores(text: str) -> tuple[float, float, float, float]:
     s = _vader().polarity_scores(text)
-    return s["neg"], s["neu"], s["pos"], (s["compound"] + 1) / 2
+    return s["neg"], s["neu"], s["pos"], s["compound"]
 
 
 def vader_features(texts: Iterable[str]) -> np.ndarray:
     """VADER's scores as four features in [0, 1]: ``neg, neu, pos, (compound + 1) / 2``.
 
-    All non-negative, so naive Bayes can use them too. Taught in lesson 01.
+    All non-negative, so naive Bayes can use them too. Used by the ``with_vader=True`` pipelines.
     """
-    return np.array([_vader_row(str(t)) for t in texts], dtype=float).reshape(-1, 4)
+    rows = [_vader_scores(str(t)) for t in texts]
+    return np.array([(neg, neu, pos, (c + 1) / 2) for neg, neu, pos, c in rows], dtype=float).reshape(-1, 4)
 
 
 def _features(with_vader: bool, min_df: int = 1):
@@ -122,7 +123,7 @@ def fit_text(model: Pipeline, train: pd.DataFrame) -> Pipeline:
 
 
 def fitter(make: Callable[[], Pipeline]) -> Callable[[pd.DataFrame], Callable[[pd.DataFrame], np.ndarray]]:
-    """Adapter for :func:`labkit.metrics.cross_domain_f1`: ``fit(train_part) -> predict(test_part)``.
+    """Adapter for :func:`labkit.protocol.cross_domain_f1`: ``fit(train_part) -> predict(test_part)``.
 
     ``make()`` builds a fresh, unfitted pipeline. Taught in lesson 01.
     """
@@ -132,12 +133,26 @@ def fitter(make: Callable[[], Pipeline]) -> Callable[[pd.DataFrame], Callable[[p
     return fit
 
 
+def vader_compound(texts: Sequence[str]) -> np.ndarray:
+    """VADER's compound score in [-1, 1] for each text (the rule-based, no-training baseline).
+
+    Taught in lesson 00."""
+    if isinstance(texts, str):
+        raise TypeError("vader_compound expects a list of texts, got one string (it would score each "
+                        "character); wrap it: vader_compound([text])")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ValueError(f"vader_compound needs non-empty strings; items {bad[:5]} are empty or not text")
+    return np.array([_vader_scores(t)[3] for t in texts], dtype=float)
+
+
 def vader_predict(texts: Sequence[str]) -> np.ndarray:
     """VADER's 3-class label: compound ``> 0.05`` positive, ``< -0.05`` negative, else neutral.
 
     No training at all: the same rules for every domain. Taught in lesson 01.
     """
-    return data.label_from_score(data.vader_compound(texts), scale=1)
+    return data.label_from_score(vader_compound(texts), scale=1)
 
 
 def unseen_ngram_share(train_texts: Iterable[str], test_texts: Iterable[str],

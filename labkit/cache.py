@@ -19,7 +19,7 @@ every entry:
    run are removed under that lock (:func:`remove_stale`) and listed by :func:`stale_temporaries`.
 4. **Files honour the umask**, so a class-wide cache is readable by everyone it should be.
 
-Taught in lesson 00.
+Lesson 00 shows it through ``python -m labkit doctor``; no lesson calls it directly.
 """
 
 from __future__ import annotations

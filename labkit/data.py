@@ -5,7 +5,7 @@ Tidy table, one row per sentence: ``id``, ``domain``, ``text``, ``score`` (mean 
 
     positive if s/4 > 0.05,   negative if s/4 < -0.05,   neutral otherwise.
 
-Each domain is split 50/50, stratified by label, with seed 0 (COURSE.md §5). Taught in lesson 00.
+Each domain is split 50/50, stratified by label, with seed 0 (docs/protocol.md). Taught in lesson 00.
 """
 
 from __future__ import annotations
@@ -177,30 +177,3 @@ def _load_ratings(domain: str) -> pd.DataFrame:
 def ratings(domains: str | Iterable[str] | None = None) -> pd.DataFrame:
     """Each item's individual rater scores (a list of ints in [-4, 4]; 15 to 20+ raters an item)."""
     return pd.concat([_load_ratings(d) for d in _domains(domains)], ignore_index=True).copy()
-
-
-def vader_lexicon() -> pd.DataFrame:
-    """VADER's sentiment lexicon: ``token``, ``mean`` (in [-4, 4]), ``std`` and the 10 raters' scores."""
-    import vaderSentiment
-
-    path = Path(vaderSentiment.__file__).parent / "vader_lexicon.txt"
-    rows = []
-    for line in _read_lines(path):
-        token, mean, std, raw = line.split("\t")[:4]
-        rows.append((token, float(mean), float(std), ast.literal_eval(raw)))
-    return pd.DataFrame(rows, columns=["token", "mean", "std", "ratings"])
-
-
-def vader_compound(texts: Sequence[str]) -> np.ndarray:
-    """VADER's compound score in [-1, 1] for each text (the rule-based, no-training baseline)."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    if isinstance(texts, str):
-        raise TypeError("vader_compound expects a list of texts, got one string (it would score each "
-                        "character); wrap it: vader_compound([text])")
-    texts = list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise ValueError(f"vader_compound needs non-empty strings; items {bad[:5]} are empty or not text")
-    analyzer = SentimentIntensityAnalyzer()
-    return np.array([analyzer.polarity_scores(t)["compound"] for t in texts])

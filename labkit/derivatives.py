@@ -68,14 +68,14 @@ def bce_grad(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def softmax(z: torch.Tensor) -> torch.Tensor:
     """Row-wise ``softmax(z)_k = exp(z_k - max z) / sum_j exp(z_j - max z)`` (shifted: stable).
 
-    Taught in lesson 02.
+    Used by :func:`softmax_cross_entropy` and :func:`softmax_head_grads`.
     """
     e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
     return e / e.sum(dim=-1, keepdim=True)
 
 
 def one_hot(y: torch.Tensor, k: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``onehot(y)``: an (n, k) matrix with a 1 in column ``y_i`` of row ``i``. Taught in lesson 02."""
+    """``onehot(y)``: an (n, k) matrix with a 1 in column ``y_i`` of row ``i``. Used by :func:`softmax_head_grads`."""
     if y.ndim != 1:
         raise ValueError(f"class labels y must be a 1-D tensor of integers, got shape {tuple(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
@@ -101,7 +101,7 @@ def _check_head(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, y: torch.Tens
 def head_logits(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Logits of the linear head, one row per example: ``z_i = W h_i + b``, i.e. ``Z = H W^T + b``.
 
-    Taught in lesson 02.
+    Used by :func:`softmax_cross_entropy`.
     """
     if h.ndim != 2 or W.ndim != 2 or W.shape[1] != h.shape[1] or b.shape != (W.shape[0],):
         raise ValueError(f"head_logits needs h (n, d), W (k, d), b (k,); got h {tuple(h.shape)}, "
@@ -125,7 +125,7 @@ def softmax_cross_entropy(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
 class HeadGrads(NamedTuple):
     """Gradients of the softmax head's mean cross-entropy: ``dz`` (n, k), ``dW`` (k, d), ``db`` (k,).
 
-    Taught in lesson 02.
+    Returned by :func:`softmax_head_grads` (lesson 02).
     """
 
     dz: torch.Tensor
@@ -152,7 +152,7 @@ def softmax_head_grads(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
 def l2_regulariser(w: torch.Tensor) -> torch.Tensor:
     """The regulariser ``R(w) = 1/2 ||w||^2`` of formula (0) (its weight lambda is applied outside).
 
-    Taught in lesson 02.
+    Used by :func:`l2_penalty` and :func:`l2_sp_penalty`.
     """
     return 0.5 * (w * w).sum()
 
@@ -218,7 +218,7 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
         df/dx_j ~ (f(x + eps e_j) - f(x - eps e_j)) / (2 eps)      (error O(eps^2))
 
     ``f`` maps a tensor shaped like ``x`` to a scalar. Needs float64 (in float32 the rounding
-    error ``~1e-7 |f| / eps`` swamps the result). Taught in lesson 02.
+    error ``~1e-7 |f| / eps`` swamps the result). Used by :func:`gradient_check`.
     """
     if x.dtype != torch.float64:
         raise ValueError(f"finite differences need float64 inputs, got {x.dtype}; pass x.double() "
@@ -243,7 +243,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
         err = max_j |a_j - b_j| / max_j max(|a_j|, |b_j|)
 
     (scaled by the largest entry rather than entry by entry, so tiny entries whose finite
-    difference is pure rounding noise do not dominate). Taught in lesson 02.
+    difference is pure rounding noise do not dominate). Used by :func:`gradient_check`.
     """
     if a.shape != b.shape:
         raise ValueError(f"cannot compare gradients of shapes {tuple(a.shape)} and {tuple(b.shape)}")

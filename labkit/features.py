@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from labkit import models
@@ -77,6 +78,20 @@ def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; valid poolings are: {', '.join(POOLINGS)}")
     return pooling
+
+
+def _unpack(texts: Sequence[str] | pd.DataFrame) -> tuple[list[str], pd.Index | None]:
+    """``(texts, index)``: a table's ``text`` column and its index, or a plain list and ``None``."""
+    if isinstance(texts, pd.DataFrame):
+        if "text" not in texts.columns:
+            raise ValueError("a table passed as texts needs a 'text' column (as data.load gives)")
+        return check_texts(texts["text"].tolist()), texts.index
+    return check_texts(texts), None
+
+
+def _aligned(arr: np.ndarray, index: pd.Index | None) -> np.ndarray | pd.DataFrame:
+    """``arr`` as is, or as a table indexed like the caller's (rows looked up with ``.loc``)."""
+    return arr if index is None else pd.DataFrame(arr, index=index)
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -126,7 +141,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> tor
     """Pool token states ``hidden`` (batch, T, d) with attention ``mask`` (batch, T) into (batch, d).
 
     ``mean``: ``sum_t m_t h_t / sum_t m_t``;  ``cls``: ``h_1``;  ``max``: ``max_{t: m_t=1} h_t``.
-    Taught in lesson 03.
+    Used by :func:`embed` and the fine-tuned classifier (:mod:`labkit.classifier`).
     """
     check_pooling(pooling)
     if hidden.ndim != 3 or mask.shape != hidden.shape[:2]:
@@ -188,7 +203,7 @@ def texts_hash(texts: Sequence[str]) -> str:
 
 
 def cache_path(texts: Sequence[str], layer: int, pooling: str, max_length: int) -> Path:
-    """The ``.npy`` file that holds (or will hold) these embeddings. Taught in lesson 03."""
+    """The ``.npy`` file that holds (or will hold) these embeddings. Used by :func:`embed`."""
     layer = check_layer(layer)
     check_sizes(max_length, 1)
     name = f"{MODEL_ID}_L{layer}_{check_pooling(pooling)}_len{max_length}_{texts_hash(texts)}.npy"
@@ -215,10 +230,14 @@ def _save(path: Path, arr: np.ndarray) -> None:
     write_file(path, buf.getvalue())
 
 
-def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_length: int = 128,
+def embed(texts: Sequence[str] | pd.DataFrame, layer: int = -1, pooling: str = "mean", max_length: int = 128,
           batch_size: int = 64, cache: bool = True, device: torch.device | str | None = None,
-          progress: bool = False) -> np.ndarray:
+          progress: bool = False) -> np.ndarray | pd.DataFrame:
     """Sentence embeddings (float32, shape ``(n, 384)``) of the frozen MiniLM encoder.
+
+    Given a table with a ``text`` column (as :func:`labkit.data.load` returns) instead of a list,
+    the result is a table indexed like it, so the vectors of any subset of rows are
+    ``E.loc[part.index]`` -- no row bookkeeping in the notebook.
 
     ``layer``: 0 = embedding output, 1..6 = transformer layers, -1 = last. ``pooling``:
 
@@ -231,54 +250,55 @@ def embed(texts: Sequence[str], layer: int = -1, pooling: str = "mean", max_leng
     from / written to ``cache_dir()/embeddings/`` (a damaged file is ignored and recomputed).
     Taught in lesson 03.
     """
-    texts = check_texts(texts)
+    texts, index = _unpack(texts)
     layer, pooling = check_layer(layer), check_pooling(pooling)
     path = cache_path(texts, layer, pooling, max_length) if cache else None
     if path is not None and (hit := _load_cached(path, len(texts))) is not None:
-        return hit
+        return _aligned(hit, index)
     arr = _forward(texts, [layer], [pooling], max_length, batch_size, device, progress)[0, 0]
     if path is not None:
         _save(path, arr)
-    return arr
+    return _aligned(arr, index)
 
 
-def embed_all_layers(texts: Sequence[str], pooling: str = "mean", max_length: int = 128,
+def embed_all_layers(texts: Sequence[str] | pd.DataFrame, pooling: str = "mean", max_length: int = 128,
                      batch_size: int = 64, cache: bool = True,
                      device: torch.device | str | None = None,
-                     progress: bool = False) -> np.ndarray:
-    """Embeddings from every layer at once: float32 ``(n_layers + 1, n, 384)``, index = layer.
+                     progress: bool = False) -> np.ndarray | list[pd.DataFrame]:
+    """Embeddings from every layer at once: float32 ``(n_layers + 1, n, 384)``, index = layer
+    (for a table with a ``text`` column: one table per layer, indexed like it; see :func:`embed`).
 
     One forward pass per batch gives all hidden states; each layer is pooled as in :func:`embed`
     and cached under the same key, so ``embed(texts, layer=k)`` later reads it from disk.
-    Taught in lesson 03 (used in lesson 04 to probe every layer).
+    Taught in lesson 04 (to probe every layer).
     """
-    texts = check_texts(texts)
+    texts, index = _unpack(texts)
     pooling = check_pooling(pooling)
     layers = list(range(_n_layers() + 1))
     paths = [cache_path(texts, k, pooling, max_length) for k in layers] if cache else None
-    if paths is not None:
-        hits = [_load_cached(p, len(texts)) for p in paths]
-        if all(h is not None for h in hits):
-            return np.stack(hits)
-    arr = _forward(texts, layers, [pooling], max_length, batch_size, device, progress)[:, 0]
-    if paths is not None:
-        for k, p in zip(layers, paths):
+    hits = [_load_cached(p, len(texts)) for p in paths] if paths is not None else [None]
+    if all(h is not None for h in hits):
+        arr = np.stack(hits)
+    else:
+        arr = _forward(texts, layers, [pooling], max_length, batch_size, device, progress)[:, 0]
+        for k, p in zip(layers, paths or []):
             _save(p, arr[k])
-    return arr
+    return arr if index is None else [_aligned(a, index) for a in arr]
 
 
-def embed_poolings(texts: Sequence[str], poolings: Sequence[str] = POOLINGS, layer: int = -1,
+def embed_poolings(texts: Sequence[str] | pd.DataFrame, poolings: Sequence[str] = POOLINGS, layer: int = -1,
                    max_length: int = 128, batch_size: int = 64, cache: bool = True,
                    device: torch.device | str | None = None,
-                   progress: bool = False) -> dict[str, np.ndarray]:
-    """Embeddings with several poolings from ONE pass over the texts: ``{pooling: (n, 384) array}``.
+                   progress: bool = False) -> dict[str, np.ndarray | pd.DataFrame]:
+    """Embeddings with several poolings from ONE pass over the texts: ``{pooling: (n, 384) array}``
+    (for a table with a ``text`` column: tables indexed like it; see :func:`embed`).
 
     Pooling only reads the token states ``h_1 .. h_T`` that the encoder already produced, so
     comparing mean, CLS and max pooling costs one forward pass, not three. Each result is cached
     under the same key as :func:`embed`, so ``embed(texts, pooling=p)`` later reads it from disk;
     only the poolings not already cached are computed. Taught in lesson 03.
     """
-    texts = check_texts(texts)
+    texts, index = _unpack(texts)
     layer = check_layer(layer)
     if isinstance(poolings, str):
         poolings = [poolings]
@@ -295,7 +315,7 @@ def embed_poolings(texts: Sequence[str], poolings: Sequence[str] = POOLINGS, lay
             out[p] = arr[q]
             if cache:
                 _save(paths[p], arr[q])
-    return {p: out[p] for p in poolings}
+    return {p: _aligned(out[p], index) for p in poolings}
 
 
 def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128,

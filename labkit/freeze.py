@@ -23,7 +23,7 @@ _LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
 def block_of(name: str) -> str:
     """The block a parameter name belongs to: ``"embeddings"``, ``"layer N"``, ``"pooler"`` or
-    ``"head"``. Taught in lesson 05."""
+    ``"head"``. Used by :func:`blocks`."""
     if match := _LAYER.search(name):
         return f"layer {int(match.group(1))}"
     if re.search(r"(?:^|\.)embeddings\.", name):
@@ -126,7 +126,7 @@ class GradualUnfreezing:
         self.order = [b for b in self.order if b in blocks(model)]
 
     def cache_key(self) -> list[str]:
-        """What the schedule depends on (for :func:`labkit.train.fit_cached`): the unfreezing order."""
+        """What the schedule depends on (for :func:`labkit.runcache.fit_cached`): the unfreezing order."""
         return self.order
 
     def __call__(self, epoch: int) -> list[str]:

@@ -7,7 +7,7 @@
   so later loads take seconds.
 * :func:`small_gpt2` -- a small GPT-2 with random weights, for pre-training from scratch.
 
-Taught in lessons 00, 03 and 10.
+Taught in lessons 04, 05, 07 and 10.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def load_encoder(device: torch.device | str | None = None
                  ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """``(tokenizer, model)`` of all-MiniLM-L6-v2, in eval mode, on ``device`` (default: picked).
 
-    Taught in lesson 03.
+    Used by :func:`labkit.features.encoder` and :func:`labkit.classifier.load_classifier`.
     """
     path = encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -81,7 +81,7 @@ def article_formula1_step(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, lr:
 class AdamState(NamedTuple):
     """Adam's state for one tensor: first moment ``m``, second moment ``v``, steps taken ``t``.
 
-    Taught in lesson 02.
+    Returned by :func:`adam_init` and :func:`adam_step` (lesson 02).
     """
 
     m: torch.Tensor

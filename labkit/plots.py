@@ -1,4 +1,4 @@
-"""The course's recurring plots, each labelled with units. Taught in lessons 00, 01, 03 and 05.
+"""The course's recurring plots, each labelled with units. Taught in lessons 00, 01 and 03.
 
 Every function draws on ``ax`` (a new figure when ``ax`` is None), returns the Axes and never calls
 ``plt.show()``: in Jupyter the figure is shown when the cell ends.
@@ -37,7 +37,7 @@ def cross_domain_heatmap(matrix: pd.DataFrame, title: str, ax: Axes | None = Non
     Taught in lesson 01 (and reused in lessons 03 and 06).
     """
     if matrix.empty:
-        raise ValueError("cross_domain_heatmap got an empty matrix; build one with metrics.cross_domain_f1")
+        raise ValueError("cross_domain_heatmap got an empty matrix; build one with protocol.cross_domain_f1")
     values = matrix.to_numpy(dtype=float)
     ax = _axes(ax, (4.6, 3.8))
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)

@@ -75,7 +75,7 @@ def draw_map(ax: Axes | None = None) -> Axes:
     """
     font = cjk_font()
     chinese = font is not None
-    family = {"fontfamily": [font, *plt.rcParams["font.sans-serif"]]} if chinese else {}
+    family = {"fontfamily": [font, "DejaVu Sans"]} if chinese else {}  # DejaVu ships with matplotlib
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4.6))
     columns = {"labels": (0.02, "What labels exist?\n(the setting)", "#dbe9f6"),

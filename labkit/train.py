@@ -1,12 +1,11 @@
-"""Fine-tuning: a sentence classifier on MiniLM, and one readable training loop.
+"""The training loop, and what runs a trained model: one readable ``fit``, ``evaluate``,
+``predict`` and ``embed``.
 
-* :class:`SentenceClassifier` -- the pretrained encoder plus a new linear head,
-  ``logits = W · pool(h_1 … h_T) + b``.
-* :func:`fit` -- the training loop. Its body (forward, loss, backward, clip, step) is plain
-  PyTorch; ``accelerate`` only places things on the device, turns on mixed precision (bf16 on
-  CUDA, none on CPU) and averages gradients across processes, so the same loop runs on a CPU,
-  a GPU, or several processes started with ``accelerate launch`` / ``torchrun``.
-* :func:`predict`, :func:`make_loader` -- logits for a loader, and loaders of tokenised sentences.
+:func:`fit`'s body (forward, loss, backward, clip, step) is plain PyTorch; ``accelerate`` only
+places things on the device, turns on mixed precision (bf16 on CUDA, none on CPU) and averages
+gradients across processes, so the same loop runs on a CPU, a GPU, or several processes started
+with ``accelerate launch`` / ``torchrun``. The model it trains is usually a
+:class:`labkit.classifier.SentenceClassifier`; :func:`labkit.runcache.fit_cached` caches its result.
 
 Taught in lesson 05.
 """
@@ -14,115 +13,20 @@ Taught in lesson 05.
 from __future__ import annotations
 
 import copy
-import json
 import time
-import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import safetensors
-import safetensors.torch
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModel, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from labkit import features, metrics, models, runkey
-from labkit.device import pick_device
-from labkit.cache import atomic_directory, cache_dir, locked, verify
-
-class SentenceClassifier(nn.Module):
-    """A pretrained encoder with a new linear head: ``logits = W · pool(encoder(x)) + b``.
-
-    The encoder's own pooler (a dense + tanh layer on [CLS]) is not used by any of our poolings,
-    so it is removed (``encoder.pooler = None``): parameters that never get a gradient would only
-    confuse the parameter counts and multi-process training. Taught in lesson 05.
-    """
-
-    def __init__(self, encoder: nn.Module, n_classes: int = 3, pooling: str = "mean",
-                 dropout: float = 0.1) -> None:
-        super().__init__()
-        features.check_pooling(pooling)
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None
-        self.encoder = encoder
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, n_classes)
-
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The pooled sentence vectors the head sees (batch, width)."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return features.pool(hidden, attention_mask, self.pooling)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
-
-
-def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool = True,
-                    device: torch.device | str | None = None
-                    ) -> tuple[PreTrainedTokenizerBase, SentenceClassifier]:
-    """``(tokenizer, SentenceClassifier)`` on MiniLM: pretrained weights, or (``pretrained=False``)
-    the same architecture with random weights (seed with ``device.seed_everything`` first), on
-    ``device`` (default: :func:`labkit.device.pick_device`, where ``fit`` trains and predicts).
-
-    Taught in lesson 05.
-    """
-    dev = pick_device(device)
-    tokenizer, encoder = models.load_encoder("cpu")
-    if not pretrained:
-        config = AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True)
-        encoder = AutoModel.from_config(config)
-    model = SentenceClassifier(encoder, n_classes=n_classes, pooling=pooling)
-    return tokenizer, model.to(dev)
-
-
-def check_labels(labels: Sequence[int], n_classes: int) -> np.ndarray:
-    """``labels`` as an int array, after checking they are whole numbers in ``0 .. n_classes-1``."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be a flat sequence of class ids, got shape {arr.shape}")
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"labels must be integer class ids 0..{n_classes - 1}, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            bad = arr[~np.isfinite(arr) | (arr != np.round(arr))][:3].tolist()
-            raise ValueError(f"labels must be whole class ids 0..{n_classes - 1}, got {bad}; "
-                             "map scores to classes first (e.g. data.label_from_score)")
-    arr = arr.astype(np.int64)
-    if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"labels must be in 0..{n_classes - 1} for {n_classes} classes, got values "
-                         f"from {arr.min()} to {arr.max()}; pass n_classes= if the model has more")
-    return arr
-
-
-def make_loader(texts: Sequence[str], labels: Sequence[int] | None, tokenizer: PreTrainedTokenizerBase,
-                max_length: int = 64, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0, n_classes: int = 3) -> DataLoader:
-    """A DataLoader of tokenised sentences, padded per batch, yielding dicts with ``input_ids``,
-    ``attention_mask`` and (if ``labels`` is given) ``labels`` -- checked to be class ids in
-    ``0 .. n_classes-1``. Taught in lesson 05."""
-    texts = features.check_texts(texts)
-    features.check_sizes(max_length, batch_size)
-    if labels is not None:
-        labels = check_labels(labels, n_classes)
-        if len(labels) != len(texts):
-            raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; they must match")
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    items = [{"input_ids": ids, "attention_mask": mask}
-             for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
-    if labels is not None:
-        for item, y in zip(items, labels):
-            item["labels"] = int(y)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=DataCollatorWithPadding(tokenizer))
+from labkit import metrics
+from labkit.classifier import SentenceClassifier
 
 
 def _split_batch(batch: Any) -> tuple[Any, torch.Tensor | None]:
@@ -162,7 +66,7 @@ def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator,
              loss_fn: Callable = nn.CrossEntropyLoss(),
              eval_fn: Callable = metrics.weighted_f1) -> dict[str, float]:
     """Validation loss and ``eval_fn(y_true, y_pred)`` (default weighted F1) over a whole loader,
-    gathered from every process. Taught in lesson 05."""
+    gathered from every process. Used by :func:`fit` for validation."""
     model.eval()
     all_logits, all_labels = [], []
     with torch.no_grad():
@@ -199,7 +103,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     * Several processes (``torchrun --nproc_per_node 2`` or ``accelerate launch``): each process
       gets different batches and the gradients are averaged, exactly as one big batch.
 
-    Taught in lesson 05.
+    Taught in lesson 04 (lesson 05 calls it through :func:`labkit.runcache.fit_cached`).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -284,62 +188,3 @@ def embed(model: SentenceClassifier, loader: DataLoader) -> np.ndarray:
         for batch in loader:
             out.append(model.embed(batch["input_ids"].to(dev), batch["attention_mask"].to(dev)).float().cpu())
     return torch.cat(out).numpy()
-
-
-def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
-               key: dict | None = None, **fit_kwargs: Any) -> pd.DataFrame:
-    """:func:`fit`, with the fine-tuned weights cached on disk (``cache_dir()/finetuned/``).
-
-    The cache key (:func:`labkit.runkey.run_key`) is built from everything that changes the
-    result -- the model's weights and trainable flags before training, every item of the loaders,
-    torch's random state, and every setting of ``fit`` (loss, optimizer groups, callback, precision,
-    device); ``key`` adds anything else you want keyed. What cannot be keyed is refused. On a hit
-    the stored weights are loaded into ``model`` (with the ``requires_grad`` flags training left),
-    the model is put on the device ``fit`` trains on, and the stored history (with the original
-    ``seconds``) is returned. Only the tensors training changed are stored (as safetensors).
-    Taught in lesson 05.
-    """
-    entry = cache_dir() / "finetuned" / runkey.run_key(model, train_loader, val_loader, fit_kwargs, key)
-    if (saved := _load_fit(entry)) is not None:
-        tensors, meta = saved
-        try:
-            model.load_state_dict({k: v for k, v in tensors.items() if k != RNG}, strict=False)
-        except RuntimeError as exc:
-            warnings.warn(f"cached weights in {entry} do not fit this model ({exc}); training again", stacklevel=2)
-        else:
-            for name, p in model.named_parameters():  # leave it frozen as training left it
-                p.requires_grad = name in meta["trainable"]
-            model.to("cpu" if fit_kwargs.get("cpu") else pick_device()).eval()  # where fit leaves it
-            torch.set_rng_state(tensors[RNG])  # as if it had trained: later runs key the same way
-            return pd.DataFrame(meta["history"])
-    before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    history = fit(model, train_loader, val_loader, **fit_kwargs)
-    changed = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-               if not torch.equal(before[k], v.cpu())}
-    changed[RNG] = torch.get_rng_state()
-    meta = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
-            "history": history.to_dict("list")}
-    with locked(entry), atomic_directory(entry) as tmp:
-        safetensors.torch.save_file(changed, str(tmp / WEIGHTS))
-        (tmp / HISTORY).write_text(json.dumps(meta), encoding="utf-8")
-    return history
-
-
-WEIGHTS, HISTORY, RNG = "changed.safetensors", "history.json", "__torch_rng_state_after__"
-
-
-def _load_fit(entry) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """Stored weights and metadata of a cached fit, or ``None`` if absent or failing its hashes.
-
-    Weights are safetensors (plain tensors, nothing executable); the folder's manifest is checked first."""
-    if not entry.exists():
-        return None
-    problem = verify(entry)
-    if problem is None:
-        try:
-            meta = json.loads((entry / HISTORY).read_text("utf-8"))
-            return safetensors.torch.load_file(str(entry / WEIGHTS)), meta
-        except (OSError, ValueError, KeyError, safetensors.SafetensorError) as exc:
-            problem = str(exc)
-    warnings.warn(f"cached weights in {entry} are not usable ({problem}); training again", stacklevel=3)
-    return None

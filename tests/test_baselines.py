@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labkit import metrics
+from labkit import metrics, protocol
 
 
 def _toy(seed):
@@ -24,7 +24,7 @@ def test_cross_domain_f1_fits_once_per_row_domain():
             return lambda p: p["label"].to_numpy()
         return lambda p: np.full(len(p), majority)
 
-    m = metrics.cross_domain_f1(fit, train, test, domains=("tweets", "movie"))
+    m = protocol.cross_domain_f1(fit, train, test, domains=("tweets", "movie"))
     assert calls == [["tweets"], ["movie"]]
     assert m.index.name == "trained on" and m.columns.name == "tested on"
     assert m.shape == (2, 2) and np.allclose(m.loc["tweets"], 1.0)
@@ -33,7 +33,7 @@ def test_cross_domain_f1_fits_once_per_row_domain():
 
 def test_cross_domain_f1_rejects_missing_domain():
     with pytest.raises(ValueError, match="no rows for"):
-        metrics.cross_domain_f1(lambda p: (lambda q: q["label"]), _toy(0), _toy(1))
+        protocol.cross_domain_f1(lambda p: (lambda q: q["label"]), _toy(0), _toy(1))
 
 
 # --- labkit.baselines on small real samples ------------------------------------------------
@@ -73,7 +73,7 @@ def test_vader_features_and_predict():
 def test_fitter_works_with_cross_domain_f1():
     train, test = data.load_split(["movie", "amazon"])
     train, test = data.subsample(train, 300), data.subsample(test, 200)
-    m = metrics.cross_domain_f1(baselines.fitter(baselines.naive_bayes), train, test,
+    m = protocol.cross_domain_f1(baselines.fitter(baselines.naive_bayes), train, test,
                                 domains=("movie", "amazon"))
     assert m.shape == (2, 2) and m.notna().all().all() and (m.to_numpy() > 0.3).all()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import grading
+from labkit.instructor import grading
 
 
 def read(path: Path) -> nbformat.NotebookNode:

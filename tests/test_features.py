@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -148,3 +149,18 @@ def test_embed_poolings_bad_input():
         features.embed_poolings(["hello"], poolings=(), cache=False)
     with pytest.raises(ValueError, match="from 0 .* to 6"):
         features.embed_poolings(["hello"], layer=9, cache=False)
+
+
+def test_a_table_in_gives_vectors_indexed_like_it(texts):
+    table = pd.DataFrame({"text": texts[:6]}, index=[10, 3, 7, 1, 99, 5])
+    aligned = features.embed(table, device="cpu")
+    plain = features.embed(texts[:6], device="cpu")
+    assert list(aligned.index) == [10, 3, 7, 1, 99, 5]
+    np.testing.assert_array_equal(aligned.loc[[7, 99]].to_numpy(), plain[[2, 4]])
+    layers = features.embed_all_layers(table, device="cpu")
+    assert len(layers) == 7 and list(layers[6].index) == list(table.index)
+    np.testing.assert_allclose(layers[6].to_numpy(), plain, atol=1e-5)
+    pooled = features.embed_poolings(table, device="cpu")
+    np.testing.assert_array_equal(pooled["mean"].loc[[1]].to_numpy(), plain[[3]])
+    with pytest.raises(ValueError, match="'text' column"):
+        features.embed(table.rename(columns={"text": "sentence"}))

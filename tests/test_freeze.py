@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from labkit import freeze, train
+from labkit import classifier, freeze, train
 
 # all-MiniLM-L6-v2 by hand: vocab 30,522, 512 positions, 2 token types, width 384, FFN 1,536
 EMB = 30522 * 384 + 512 * 384 + 2 * 384 + 2 * 384
@@ -14,7 +14,7 @@ HEAD = 384 * 3 + 3  # 1,155
 @pytest.fixture()
 def model():
     torch.manual_seed(0)
-    return train.load_classifier(n_classes=3)[1]
+    return classifier.load_classifier(n_classes=3)[1]
 
 
 def test_block_names():
@@ -57,10 +57,10 @@ def test_unfreeze_top_k(model, k, expected):
 
 
 def test_frozen_params_get_no_grad_and_do_not_change(model):
-    tokenizer = train.load_classifier()[0]
+    tokenizer = classifier.load_classifier()[0]
     freeze.unfreeze_top_k(model, 1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    loader = train.make_loader(["great stuff", "awful", "it is a box"], [2, 0, 1], tokenizer,
+    loader = classifier.make_loader(["great stuff", "awful", "it is a box"], [2, 0, 1], tokenizer,
                                max_length=8, batch_size=3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     batch = next(iter(loader))
@@ -77,8 +77,8 @@ def test_frozen_params_get_no_grad_and_do_not_change(model):
 
 
 def test_freezing_does_not_change_predictions(model):
-    tokenizer = train.load_classifier()[0]
-    loader = train.make_loader(["fine", "not fine at all"], None, tokenizer, max_length=8)
+    tokenizer = classifier.load_classifier()[0]
+    loader = classifier.make_loader(["fine", "not fine at all"], None, tokenizer, max_length=8)
     freeze.unfreeze_top_k(model, 7)
     a = train.predict(model, loader)
     freeze.unfreeze_top_k(model, 0)
@@ -98,8 +98,8 @@ def test_gradual_unfreezing_order(model):
 
 def test_gradual_unfreezing_inside_fit():
     torch.manual_seed(0)
-    tokenizer, model = train.load_classifier()
-    loader = train.make_loader(["good", "bad"], [2, 0], tokenizer, max_length=6, batch_size=2)
+    tokenizer, model = classifier.load_classifier()
+    loader = classifier.make_loader(["good", "bad"], [2, 0], tokenizer, max_length=6, batch_size=2)
     schedule = freeze.GradualUnfreezing(model)
     w5 = model.encoder.encoder.layer[5].output.dense.weight
     w4 = model.encoder.encoder.layer[4].output.dense.weight

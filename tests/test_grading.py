@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from labkit import grading
+from labkit.instructor import grading
 from labkit.__main__ import main
 
 

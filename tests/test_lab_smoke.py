@@ -69,7 +69,7 @@ def test_workspace_keeps_the_students_answers_and_adds_new_lessons(tmp_path):
 
     import nbformat
 
-    from labkit.grading import BEGIN, build_workspace
+    from labkit.instructor.grading import BEGIN, build_workspace
 
     src, work = tmp_path / "notebooks", tmp_path / "work"
     src.mkdir()

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from labkit import data, metrics, plots  # noqa: E402
+from labkit import data, metrics, plots, protocol  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def _labelled(ax):
 
 
 def test_cross_domain_heatmap_annotates_every_cell():
-    matrix = metrics.PAPER_TABLE5.iloc[[0, 4, 6, 10]].set_axis(list(data.DOMAINS), axis=0)
+    matrix = protocol.PAPER_TABLE5.iloc[[0, 4, 6, 10]].set_axis(list(data.DOMAINS), axis=0)
     ax = plots.cross_domain_heatmap(matrix, "paper NB")
     _labelled(ax)
     assert "trained on" in ax.get_ylabel() and "tested on" in ax.get_xlabel()

@@ -12,22 +12,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit import train
+from labkit import classifier, runcache, train
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def classifier():
+def minilm():
     torch.manual_seed(0)
-    return train.load_classifier(n_classes=3, pooling="mean")
+    return classifier.load_classifier(n_classes=3, pooling="mean")
 
 
-def test_classifier_shapes_and_head_size(classifier):
-    tokenizer, model = classifier
+def test_classifier_shapes_and_head_size(minilm):
+    tokenizer, model = minilm
     assert model.encoder.pooler is None
     assert sum(p.numel() for p in model.head.parameters()) == 384 * 3 + 3
-    loader = train.make_loader(["good", "a much longer and rather bad sentence"], [2, 0], tokenizer,
+    loader = classifier.make_loader(["good", "a much longer and rather bad sentence"], [2, 0], tokenizer,
                                max_length=8, batch_size=2)
     batch = next(iter(loader))
     assert batch["input_ids"].shape == batch["attention_mask"].shape
@@ -38,10 +38,10 @@ def test_classifier_shapes_and_head_size(classifier):
     assert train.predict(model, loader, classes=True).tolist() == logits.argmax(-1).tolist()
 
 
-def test_make_loader_rejects_mismatched_labels(classifier):
-    tokenizer, _ = classifier
+def test_make_loader_rejects_mismatched_labels(minilm):
+    tokenizer, _ = minilm
     with pytest.raises(ValueError, match="labels"):
-        train.make_loader(["a", "b"], [0], tokenizer)
+        classifier.make_loader(["a", "b"], [0], tokenizer)
 
 
 def _toy(n=96, seed=0):
@@ -138,7 +138,7 @@ def _cached(model, **kwargs):
     x, y = _toy()
     loader = DataLoader(TensorDataset(x, y), batch_size=32)
     torch.manual_seed(123)
-    return train.fit_cached(model, loader, **{"epochs": 2, "lr": 0.1, "progress": False, **kwargs})
+    return runcache.fit_cached(model, loader, **{"epochs": 2, "lr": 0.1, "progress": False, **kwargs})
 
 
 def _entries(root):
@@ -176,11 +176,11 @@ def test_fit_cached_keys_everything_that_changes_the_result(fresh_cache, change)
         x, y = _toy()
         loader = DataLoader(TensorDataset(x, y), batch_size=32)
         torch.manual_seed(7)
-        train.fit_cached(model, loader, epochs=2, lr=0.1, progress=False, **kwargs)
+        runcache.fit_cached(model, loader, epochs=2, lr=0.1, progress=False, **kwargs)
     elif change == "data":
         x, y = _toy(seed=3)
         torch.manual_seed(123)
-        train.fit_cached(model, DataLoader(TensorDataset(x, y), batch_size=32), epochs=2, lr=0.1,
+        runcache.fit_cached(model, DataLoader(TensorDataset(x, y), batch_size=32), epochs=2, lr=0.1,
                          progress=False, **kwargs)
     else:
         _cached(model, **kwargs)
@@ -193,7 +193,7 @@ def test_fit_cached_refuses_what_it_cannot_key(fresh_cache):
     x, y = _toy()
     unseeded = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
     with pytest.raises(TypeError, match="seeded generator"):
-        train.fit_cached(_build(), unseeded, epochs=1, progress=False)
+        runcache.fit_cached(_build(), unseeded, epochs=1, progress=False)
     with pytest.raises(TypeError, match="unexpected settings"):
         _cached(_build(), learning_rate=0.1)
 

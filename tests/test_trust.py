@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from labkit import assets, cache, data, doctor, features, metrics, models, runkey, train
+from labkit import (assets, baselines, cache, classifier, data, doctor, features, metrics, models,
+                    runcache, train)
 from labkit import __main__ as cli
 
 REAL_CACHE = cache.cache_dir()  # read before any test points LABKIT_CACHE elsewhere
@@ -126,18 +127,18 @@ def test_a_planted_pickle_in_the_weights_cache_never_runs(fresh_cache, tmp_path)
     marker = tmp_path / "pickle-ran"
     model, loader = _toy_fit()
     kwargs = {"epochs": 1, "lr": 0.1, "progress": False}
-    entry = fresh_cache / "finetuned" / runkey.run_key(model, loader, None, kwargs, {"toy": 1})
+    entry = fresh_cache / "finetuned" / runcache.run_key(model, loader, None, kwargs, {"toy": 1})
     entry.mkdir(parents=True)
     evil = pickle.dumps({"changed": _Planted(marker)})
-    for path in (entry.with_suffix(".pt"), entry / train.WEIGHTS):  # where old and new labkit look
+    for path in (entry.with_suffix(".pt"), entry / runcache.WEIGHTS):  # where old and new labkit look
         path.write_bytes(evil)
-    (entry / train.HISTORY).write_text('{"trainable": [], "history": {}}')
+    (entry / runcache.HISTORY).write_text('{"trainable": [], "history": {}}')
     cache.write_manifest(entry)  # the attacker forges a matching manifest too
     with pytest.warns(UserWarning, match="not usable"):
-        history = train.fit_cached(model, loader, key={"toy": 1}, **kwargs)
+        history = runcache.fit_cached(model, loader, key={"toy": 1}, **kwargs)
     assert not marker.exists(), "a pickle from the cache was executed"
     assert len(history) == 1  # it trained instead, and stored plain tensors
-    assert safetensors.torch.load_file(str(entry / train.WEIGHTS))
+    assert safetensors.torch.load_file(str(entry / runcache.WEIGHTS))
 
 
 # --------------------------------------------------------------------------- damaged files
@@ -394,14 +395,14 @@ def tokenizer():
 ])
 def test_make_loader_checks_labels(tokenizer, labels, error, match):
     with pytest.raises(error, match=match):
-        train.make_loader(["good", "bad"], labels, tokenizer)
+        classifier.make_loader(["good", "bad"], labels, tokenizer)
 
 
 def test_make_loader_checks_texts_and_sizes(tokenizer):
     with pytest.raises(ValueError, match="empty list"):
-        train.make_loader([], [], tokenizer)
+        classifier.make_loader([], [], tokenizer)
     with pytest.raises(ValueError, match="max_length"):
-        train.make_loader(["a"], [0], tokenizer, max_length=4096)
+        classifier.make_loader(["a"], [0], tokenizer, max_length=4096)
 
 
 def test_embed_rejects_lengths_and_devices_it_cannot_use(monkeypatch):
@@ -422,7 +423,7 @@ def test_data_inputs():
     with pytest.raises(ValueError, match="more than once"):
         data.load(["amazon", "amazon"])
     with pytest.raises(TypeError, match="one string"):
-        data.vader_compound("hello")
+        baselines.vader_compound("hello")
     for scale in (0, -4):
         with pytest.raises(ValueError, match="positive"):
             data.label_from_score([1.0], scale=scale)

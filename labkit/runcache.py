@@ -1,7 +1,7 @@
-"""The cache key of a training run: one hash of everything that changes the weights it produces.
+"""A disk cache of training runs: :func:`fit_cached` is :func:`labkit.train.fit` whose result is
+stored under one hash of everything that changes the weights it produces (:func:`run_key`).
 
-:func:`labkit.train.fit_cached` stores fine-tuned weights under this key, so a later call gets the
-stored weights only when it would have trained exactly the same thing:
+A later call gets the stored weights only when it would have trained exactly the same thing:
 
 * the model: its class, its structure (``repr``), the value of every parameter and buffer before
   training (pretrained or random, and which seed drew the head) and which ones are trainable;
@@ -22,12 +22,20 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import warnings
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from labkit import train
+from labkit.cache import atomic_directory, cache_dir, locked, verify
+from labkit.device import pick_device
 
 
 def _digest(payload: Any) -> str:
@@ -94,12 +102,12 @@ def loader_key(loader: DataLoader | None) -> Any:
         items = _digest(list(ds))
     else:
         raise TypeError(f"fit_cached cannot key a dataset of type {type(ds).__name__}; use "
-                        "train.make_loader, a TensorDataset or a list of dicts")
+                        "classifier.make_loader, a TensorDataset or a list of dicts")
     shuffled = isinstance(loader.sampler, RandomSampler)
     generator = getattr(loader.sampler, "generator", None) if shuffled else None
     if shuffled and generator is None:
         raise TypeError("fit_cached needs a shuffling loader to have its own seeded generator "
-                        "(train.make_loader(..., shuffle=True, seed=...)); otherwise its order "
+                        "(classifier.make_loader(..., shuffle=True, seed=...)); otherwise its order "
                         "depends on the global random state")
     return {"items": items, "batch_size": loader.batch_size, "drop_last": loader.drop_last,
             "shuffle": shuffled, "seed": generator.initial_seed() if generator is not None else None}
@@ -120,7 +128,6 @@ def run_key(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader |
     """The hex key (24 digits) of ``fit(model, train_loader, val_loader, **fit_kwargs)`` as it
     would run now, including torch's random state; ``extra`` adds anything else you want keyed."""
     from labkit import metrics
-    from labkit.device import pick_device
 
     known = {"epochs", "lr", "optimizer", "loss_fn", "clip", "patience", "eval_fn", "on_epoch_start",
              "progress", "mixed_precision", "cpu"}
@@ -142,3 +149,62 @@ def run_key(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader |
         "extra": extra,
     }
     return _digest(payload)[:24]
+
+
+def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
+               key: dict | None = None, **fit_kwargs: Any) -> pd.DataFrame:
+    """:func:`fit`, with the fine-tuned weights cached on disk (``cache_dir()/finetuned/``).
+
+    The cache key (:func:`run_key`) is built from everything that changes the
+    result -- the model's weights and trainable flags before training, every item of the loaders,
+    torch's random state, and every setting of ``fit`` (loss, optimizer groups, callback, precision,
+    device); ``key`` adds anything else you want keyed. What cannot be keyed is refused. On a hit
+    the stored weights are loaded into ``model`` (with the ``requires_grad`` flags training left),
+    the model is put on the device ``fit`` trains on, and the stored history (with the original
+    ``seconds``) is returned. Only the tensors training changed are stored (as safetensors).
+    Taught in lesson 05.
+    """
+    entry = cache_dir() / "finetuned" / run_key(model, train_loader, val_loader, fit_kwargs, key)
+    if (saved := _load_fit(entry)) is not None:
+        tensors, meta = saved
+        try:
+            model.load_state_dict({k: v for k, v in tensors.items() if k != RNG}, strict=False)
+        except RuntimeError as exc:
+            warnings.warn(f"cached weights in {entry} do not fit this model ({exc}); training again", stacklevel=2)
+        else:
+            for name, p in model.named_parameters():  # leave it frozen as training left it
+                p.requires_grad = name in meta["trainable"]
+            model.to("cpu" if fit_kwargs.get("cpu") else pick_device()).eval()  # where fit leaves it
+            torch.set_rng_state(tensors[RNG])  # as if it had trained: later runs key the same way
+            return pd.DataFrame(meta["history"])
+    before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    history = train.fit(model, train_loader, val_loader, **fit_kwargs)
+    changed = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+               if not torch.equal(before[k], v.cpu())}
+    changed[RNG] = torch.get_rng_state()
+    meta = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+            "history": history.to_dict("list")}
+    with locked(entry), atomic_directory(entry) as tmp:
+        safetensors.torch.save_file(changed, str(tmp / WEIGHTS))
+        (tmp / HISTORY).write_text(json.dumps(meta), encoding="utf-8")
+    return history
+
+
+WEIGHTS, HISTORY, RNG = "changed.safetensors", "history.json", "__torch_rng_state_after__"
+
+
+def _load_fit(entry) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Stored weights and metadata of a cached fit, or ``None`` if absent or failing its hashes.
+
+    Weights are safetensors (plain tensors, nothing executable); the folder's manifest is checked first."""
+    if not entry.exists():
+        return None
+    problem = verify(entry)
+    if problem is None:
+        try:
+            meta = json.loads((entry / HISTORY).read_text("utf-8"))
+            return safetensors.torch.load_file(str(entry / WEIGHTS)), meta
+        except (OSError, ValueError, KeyError, safetensors.SafetensorError) as exc:
+            problem = str(exc)
+    warnings.warn(f"cached weights in {entry} are not usable ({problem}); training again", stacklevel=3)
+    return None
