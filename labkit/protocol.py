@@ -1,5 +1,7 @@
 """The evaluation protocol as experiments (docs/protocol.md): the paper's reference tables, the
-cross-domain F1 matrix, the transfer gap and the learning curve.
+cross-domain F1 matrix, the transfer gap, the learning curve, and :func:`compare` -- the evidence
+standard every comparison of methods follows (seeds, mean ± sd, paired bootstrap intervals, the
+majority-class line).
 
 Every lesson that compares models runs them through these functions, so the split, the metric and
 the table layout are the same everywhere. Taught in lessons 01, 03 and 04.
@@ -7,13 +9,15 @@ the table layout are the same everywhere. Taught in lessons 01, 03 and 04.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from labkit.data import DOMAINS, subsample
-from labkit.metrics import weighted_f1
+from labkit.metrics import paired_bootstrap, weighted_f1
 
 #: Hutto & Gilbert (2014), Table 4: 3-class F1 on each whole corpus.
 PAPER_TABLE4 = pd.DataFrame(
@@ -123,3 +127,65 @@ def transfer_gap(matrix: pd.DataFrame) -> dict[str, float]:
     off = float(values[~np.eye(len(values), dtype=bool)].mean())
     return {"in-domain (diagonal)": diag, "cross-domain (off-diagonal)": off, "drop": diag - off,
             "relative drop (%)": 100 * (diag - off) / diag}
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` measured: per-seed scores, their summary, and every paired difference."""
+
+    scores: pd.DataFrame       # rows: methods, columns: seeds -> weighted F1
+    summary: pd.DataFrame      # per method: mean, sd, min, max over seeds
+    differences: pd.DataFrame  # per pair (A, B): mean F1(A) - F1(B), the interval, the verdict
+    majority: float            # F1 of always predicting the training set's most common class
+    level: float
+
+    def __str__(self) -> str:
+        lines = [f"weighted F1 over {self.scores.shape[1]} seeds (mean ± sd); majority class {self.majority:.3f}"]
+        lines += [f"  {m:<32s} {r['mean']:.3f} ± {r['sd']:.3f}" for m, r in self.summary.iterrows()]
+        lines.append(f"paired bootstrap {self.level:.0%} interval of each difference (same test sentences):")
+        lines += [f"  {a} − {b}: {r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]  {r['verdict']}"
+                  for (a, b), r in self.differences.iterrows()]
+        return "\n".join(lines)
+
+
+def compare(methods: Mapping[str, Callable[[int], Sequence[int]]], y_test: Sequence[int],
+            y_train: Sequence[int], seeds: Sequence[int] = (0, 1, 2), pairs: Sequence[tuple[str, str]] | None = None,
+            n_boot: int = 1000, level: float = 0.95) -> Comparison:
+    """Run each method once per seed on the same test sentences and compare them fairly.
+
+    ``methods[name](seed)`` trains (or loads) one run and returns its predicted class for every
+    test sentence; a method without randomness may ignore the seed. For each method the weighted
+    F1 is reported as mean ± sd over ``seeds`` (at least 3); for each pair ``(A, B)`` (default:
+    every pair) the paired bootstrap interval of ``mean_s F1(A, s) - F1(B, s)``
+    (:func:`labkit.metrics.paired_bootstrap`) decides the verdict: "A better" only when the whole
+    interval is above 0, "B better" when below, otherwise "no clear difference". The majority-class
+    F1 (always predicting ``y_train``'s most common class) is the line every method must clear.
+    """
+    seeds, y = list(seeds), np.asarray(y_test)
+    if len(seeds) < 3 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"compare needs at least 3 different seeds (or label draws), got {seeds}")
+    if len(methods) < 2:
+        raise ValueError("compare needs at least two methods")
+    preds = {}
+    for name, run in methods.items():
+        preds[name] = [np.asarray(run(s)) for s in seeds]
+        for s, p in zip(seeds, preds[name]):
+            if p.shape != y.shape:
+                raise ValueError(f"method {name!r} with seed {s} returned {p.shape} predictions for "
+                                 f"{y.shape} test sentences")
+    scores = pd.DataFrame({s: {n: weighted_f1(y, p[i]) for n, p in preds.items()} for i, s in enumerate(seeds)})
+    scores.columns.name, scores.index.name = "seed", "method"
+    summary = pd.DataFrame({"mean": scores.mean(1), "sd": scores.std(1, ddof=1),
+                            "min": scores.min(1), "max": scores.max(1)})
+    rows = {}
+    for a, b in pairs if pairs is not None else combinations(methods, 2):
+        if a not in preds or b not in preds:
+            raise ValueError(f"pair ({a!r}, {b!r}) names a method that was not run; methods: {list(preds)}")
+        diff, low, high = paired_bootstrap(y, preds[a], preds[b], n_boot=n_boot, level=level)
+        verdict = f"{a} better" if low > 0 else f"{b} better" if high < 0 else "no clear difference"
+        rows[(a, b)] = {"difference": diff, "low": low, "high": high, "verdict": verdict}
+    differences = pd.DataFrame.from_dict(rows, orient="index")
+    differences.index.names = ["A", "B"]
+    train = np.asarray(y_train)
+    majority = weighted_f1(y, np.full_like(y, np.bincount(train).argmax()))
+    return Comparison(scores, summary, differences, majority, level)

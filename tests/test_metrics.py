@@ -86,3 +86,49 @@ def test_transfer_gap_by_hand():
     assert gap["drop"] == pytest.approx(0.25) and gap["relative drop (%)"] == pytest.approx(100 * 0.25 / 0.7)
     with pytest.raises(ValueError, match="square"):
         protocol.transfer_gap(pd.DataFrame([[0.5, 0.4, 0.3]]))
+
+
+def test_resampled_f1_equals_weighted_f1_on_every_resample():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    p = np.where(rng.random(300) < 0.7, y, rng.integers(0, 3, 300))
+    counts = metrics.bootstrap_counts(300, 30, seed=2)
+    fast = metrics.resampled_f1(y, p, counts, 3)
+    for row, got in zip(counts.astype(int), fast):
+        want = f1_score(np.repeat(y, row), np.repeat(p, row), average="weighted", zero_division=0)
+        assert got == pytest.approx(want, abs=1e-12)
+
+
+def _noisy(y, accuracy, seed):
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(len(y)) < accuracy, y, rng.integers(0, 3, len(y)))
+
+
+def test_compare_says_better_only_when_the_interval_excludes_zero():
+    rng = np.random.default_rng(0)
+    y_test, y_train = rng.integers(0, 3, 400), np.r_[np.zeros(50, int), np.ones(30, int), np.full(20, 2)]
+    methods = {"good": lambda s: _noisy(y_test, 0.8, s), "same": lambda s: _noisy(y_test, 0.8, s + 100),
+               "weak": lambda s: _noisy(y_test, 0.4, s)}
+    result = protocol.compare(methods, y_test, y_train, seeds=[0, 1, 2])
+    verdicts = result.differences["verdict"]
+    assert verdicts[("good", "weak")] == "good better"
+    assert verdicts[("same", "weak")] == "same better"
+    assert verdicts[("good", "same")] == "no clear difference"
+    low, high = result.differences.loc[("good", "same"), ["low", "high"]]
+    assert low < 0 < high
+    assert list(result.scores.columns) == [0, 1, 2]
+    assert result.summary.loc["weak", "mean"] < result.summary.loc["good", "mean"] - 0.1
+    assert result.majority == pytest.approx(metrics.weighted_f1(y_test, np.zeros(400, int)))
+    assert "majority class" in str(result) and "good better" in str(result)
+
+
+def test_compare_refuses_too_few_seeds_and_wrong_shapes():
+    y = np.array([0, 1, 2, 1])
+    with pytest.raises(ValueError, match="at least 3"):
+        protocol.compare({"a": lambda s: y, "b": lambda s: y}, y, y, seeds=[0, 1])
+    with pytest.raises(ValueError, match="returned"):
+        protocol.compare({"a": lambda s: y, "b": lambda s: y[:3]}, y, y)
+    with pytest.raises(ValueError, match="at least 100"):
+        metrics.paired_bootstrap(y, [y], [y], n_boot=10)
