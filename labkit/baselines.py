@@ -63,10 +63,12 @@ def _features(with_vader: bool, min_df: int = 1):
 
 
 def naive_bayes(kind: str = "complement", with_vader: bool = False) -> Pipeline:
-    """TF-IDF + naive Bayes, ``p(c | x) ∝ p(c) ∏_t p(t | c)^{x_t}``. Taught in lesson 01.
+    """TF-IDF + naive Bayes. Taught in lesson 01.
 
-    ``kind="complement"`` (ComplementNB, estimates ``p(t | c)`` from the other classes, steadier on
-    unbalanced classes) or ``"multinomial"`` (MultinomialNB).
+    ``kind="multinomial"`` (MultinomialNB): ``p(c | x) ∝ p(c) ∏_t p(t | c)^{x_t}``.
+    ``kind="complement"`` (ComplementNB, Rennie et al. 2003; steadier on unbalanced classes): each
+    term's share ``θ_{c̄,t}`` is estimated from the *other* classes' text and
+    ``ĉ = argmax_c −∑_t x_t log θ_{c̄,t}`` (no class prior).
     """
     models = {"complement": ComplementNB, "multinomial": MultinomialNB}
     if kind not in models:
@@ -77,14 +79,16 @@ def naive_bayes(kind: str = "complement", with_vader: bool = False) -> Pipeline:
 def logistic_regression(C: float = 10.0, with_vader: bool = False) -> Pipeline:
     """TF-IDF + multinomial logistic regression (the paper's "maximum entropy", ME).
 
-    ``p(c | x) = softmax(W x + b)_c``, fitted by minimising cross-entropy ``+ ||W||² / (2C)``.
+    ``p(c | x) = softmax(W x + b)_c``, fitted by minimising the summed cross-entropy
+    ``∑_i −log p(y_i | x_i) + ||W||² / (2C)`` (scikit-learn's convention).
     Taught in lesson 01.
     """
     return make_pipeline(_features(with_vader), LogisticRegression(C=C, solver="newton-cg", max_iter=1000))
 
 
 def linear_svm(C: float = 1.0, with_vader: bool = False) -> Pipeline:
-    """TF-IDF + linear support-vector classifier (the paper's SVM-C), one-vs-rest hinge loss.
+    """TF-IDF + linear support-vector classifier (the paper's SVM-C): ``LinearSVC`` minimises the
+    one-vs-rest squared hinge loss ``C ∑_i max(0, 1 − y_i (w·x_i + b))² + ||w||² / 2``.
 
     Taught in lesson 01.
     """

@@ -1,4 +1,5 @@
-"""The map of transfer-learning categories the source article names, with standard definitions.
+"""The map of transfer-learning categories the source article names, with standard definitions
+(after Pan & Yang 2010 and Ruder 2019, :data:`SOURCES`); terms only the article uses say so.
 
 The article lists the categories and promises a figure of how they relate, but has none; this module
 holds the categories as data and draws that figure. Taught in lesson 00 (and used in lesson 13).
@@ -25,25 +26,31 @@ class Category:
 
 CATEGORIES: tuple[Category, ...] = (
     Category("supervised transfer", "有监督迁移", "labels",
-             "labelled source data and (some) labelled target data",
+             "labelled source and some labelled target data: Pan & Yang's inductive transfer; "
+             "pre-train then fine-tune is Ruder's sequential transfer",
              "source has inputs and labels; the target learns both (close to standard)", "06"),
     Category("unsupervised transfer", "无监督迁移", "labels",
-             "no labels in the target task; usually pre-training on unlabelled text, then adaptation",
+             "Pan & Yang: no labels in source or target (e.g. clustering); in NLP also self-supervised "
+             "pre-training on unlabelled text, and unsupervised domain adaptation (labelled source, "
+             "unlabelled target)",
              "'the source has no labels', typical scenario image recognition (non-standard)", "07"),
     Category("semi-supervised transfer", "半监督迁移", "labels",
              "few labelled + many unlabelled target examples (self-training, pseudo-labels)",
              "'source has partial labels, mostly noisy' -- that is learning with noisy labels", "08"),
     Category("weakly supervised transfer", "弱监督迁移", "labels",
-             "labels come from noisy, programmatic sources (labelling functions, heuristics)",
+             "article-only term; the standard one is weak supervision (弱监督): labels from noisy, "
+             "programmatic sources such as labelling functions (Ratner et al. 2017)",
              "'target needs more samples to fully grasp the labels' (vague)", "09"),
     Category("feature extraction", "特征提取", "method",
              "frozen pretrained encoder turns text into vectors; a new model is trained on them",
              "close to standard", "03"),
     Category("feature matching", "特征匹配", "method",
-             "one shared frozen backbone, only a new output layer is trained (linear probe)",
+             "in the literature: aligning source and target feature distributions (MMD, CORAL); the "
+             "article's recipe -- a shared frozen backbone with a new output layer -- is a linear probe",
              "step 3 says 'fine-tune all source parameters' -- that is fine-tuning, not this", "04"),
     Category("transfer-layer learning", "迁移层学习", "method",
-             "reuse the lower k pretrained layers under new upper layers trained on the target",
+             "article-only term; closest standard practice: reuse the lower k pretrained layers under "
+             "new upper layers trained on the target (Yosinski et al. 2014)",
              "described like feature extraction", "04"),
     Category("fine-tuning", "微调", "method",
              "initialise from the source weights and keep training some or all of them on the target",
@@ -53,9 +60,13 @@ CATEGORIES: tuple[Category, ...] = (
     Category("ensembles", "集成", "combine",
              "average, vote or stack several models' predictions", "close to standard", "11"),
     Category("distillation (knowledge -> task)", "知识 / 任务", "combine",
-             "a large teacher's outputs train a small, fast student", "'knowledge' = source model, "
-             "'task' = target model", "12"),
+             "a large teacher's outputs train a small, fast student (Hinton et al. 2015)",
+             "'knowledge' = source model, 'task' = target model", "12"),
 )
+
+#: Where the standard meanings come from.
+SOURCES = ("Pan & Yang (2010), A Survey on Transfer Learning, IEEE TKDE 22(10)",
+           "Ruder (2019), Neural Transfer Learning for Natural Language Processing, PhD thesis, NUI Galway")
 
 
 def cjk_font() -> str | None:
