@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _plain_warning  # the command line says what happened, not where in labkit
     parser = argparse.ArgumentParser(prog="python -m labkit", description="Transfer Learning Lab helper")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="report Python, packages, device, cache and asset status")
