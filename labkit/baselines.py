@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -93,6 +94,12 @@ def linear_svm(C: float = 1.0, with_vader: bool = False) -> Pipeline:
     Taught in lesson 01.
     """
     return make_pipeline(_features(with_vader), LinearSVC(C=C))
+
+
+def majority_class() -> Pipeline:
+    """The floor every model must clear: always predict the training labels' most common class
+    (scikit-learn's ``DummyClassifier``). Taught in lesson 01."""
+    return make_pipeline(DummyClassifier(strategy="most_frequent"))
 
 
 def random_forest(n_estimators: int = 100, seed: int = 0, with_vader: bool = False) -> Pipeline:
