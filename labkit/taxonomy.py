@@ -31,8 +31,8 @@ CATEGORIES: tuple[Category, ...] = (
              "source has inputs and labels; the target learns both (close to standard)", "06"),
     Category("unsupervised transfer", "无监督迁移", "labels",
              "Pan & Yang: no labels in source or target (e.g. clustering); in NLP also self-supervised "
-             "pre-training on unlabelled text, and unsupervised domain adaptation (labelled source, "
-             "unlabelled target)",
+             "pre-training on unlabelled text; unsupervised domain adaptation (labelled source, "
+             "unlabelled target) is Pan & Yang's transductive setting",
              "'the source has no labels', typical scenario image recognition (non-standard)", "07"),
     Category("semi-supervised transfer", "半监督迁移", "labels",
              "few labelled + many unlabelled target examples (self-training, pseudo-labels)",
