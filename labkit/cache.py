@@ -121,11 +121,16 @@ def remove_stale(entry: Path) -> list[Path]:
     """Delete the temporaries a killed writer of ``entry`` left behind. Call with the lock held."""
     gone = _temporaries(Path(entry))
     for tmp in gone:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _delete(tmp)
     return gone
+
+
+def _delete(path: Path) -> None:
+    """Remove a file or a folder (never following a link into a folder)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _is_temporary(path: Path) -> bool:
@@ -165,10 +170,7 @@ def remove_stale_temporaries(root: Path | None = None) -> list[Path]:
     for tmp in stale_temporaries(root):
         with contextlib.suppress(Timeout):
             with FileLock(str(_lock_path(_entry_of(tmp))), timeout=0):
-                if tmp.is_dir() and not tmp.is_symlink():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    tmp.unlink(missing_ok=True)
+                _delete(tmp)
                 removed.append(tmp)
     return removed
 
@@ -366,10 +368,7 @@ def remove_damaged(root: Path | None = None) -> list[Path]:
     for entry, _ in audit(root):
         with locked(entry):
             if entry.exists() and verify(entry, deep=True) is not None:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+                _delete(entry)
                 (entry.parent / f"{entry.name}{SIDECAR}").unlink(missing_ok=True)
                 removed.append(entry)
     return removed
