@@ -89,3 +89,90 @@ def choice(exercise: str, got: Any, valid: set | list | tuple, what: str, hint: 
     if got in valid:
         return report(exercise, True, f"{what}: {got!r} is a good answer")
     return report(exercise, False, f"{what}: {got!r} is not the best answer", hint)
+
+
+# --------------------------------------------------------------------------- reference answers
+# Exercises whose answer is computed from the student's own inputs keep the reference here, out of
+# the notebook: a check cell shows the question and the call, not the answer.
+def _ref_00_2(test) -> float:
+    return float((test.loc[test["domain"] == "nyt", "label"] == 1).mean())
+
+
+def _ref_01_3(y_true, pred_a, pred_b) -> tuple[float, float, str]:
+    from labkit.metrics import paired_bootstrap
+
+    _, low, high = paired_bootstrap(y_true, [pred_a], [pred_b], n_boot=2000, seed=12345)
+    return low, high, "A better" if low > 0 else "B better" if high < 0 else "no clear difference"
+
+
+def _ref_03_3(matrices) -> tuple[dict, str]:
+    means = {name: float(np.asarray(m)[~np.eye(len(m), dtype=bool)].mean()) for name, m in matrices.items()}
+    return means, max(means, key=means.get)
+
+
+def _ref_04_2(H_train, y_train) -> list[float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500))
+    return [float(cross_val_score(probe, H_train[k], y_train, cv=5, scoring="f1_weighted").mean())
+            for k in range(len(H_train))]
+
+
+def _ref_04_2_test(layer, H_train, y_train, H_test, y_test) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from labkit.metrics import weighted_f1
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=500)).fit(H_train[layer], y_train)
+    return weighted_f1(y_test, probe.predict(H_test[layer]))
+
+
+def answer(exercise: str, got: Any, **given: Any) -> None:
+    """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
+
+    * ``"00.2"`` -- the share of neutral sentences in the nyt test half (``given``: ``test``);
+    * ``"01.3"`` -- ``(low, high, verdict)`` of a paired bootstrap 95% interval of F1(A) − F1(B); the
+      endpoints may differ from the reference by 0.01 (different random resamples), the verdict must
+      match (``given``: ``y_true``, ``pred_a``, ``pred_b``);
+    * ``"03.3"`` -- ``(means, better)``: each matrix's mean off-diagonal F1 and the name with the higher
+      one (``given``: ``matrices``);
+    * ``"04.2"`` -- ``(layer, test_f1)``: the layer chosen by 5-fold cross-validation (any layer within
+      0.005 of the best cross-validated F1 is accepted) and the chosen layer's test F1 (``given``:
+      ``H_train``, ``y_train``, ``H_test``, ``y_test``).
+    """
+    if exercise == "00.2":
+        return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
+                     rtol=1e-9, hint="select rows with test['domain'] == 'nyt', then the mean of (label == 1)")
+    if exercise == "01.3":
+        if not (isinstance(got, tuple) and len(got) == 3):
+            return report("01.3", False, f"expected (low, high, verdict), got {got!r}",
+                          "three values: the 2.5th and 97.5th percentiles of the differences, and the verdict")
+        low, high, verdict = _ref_01_3(given["y_true"], given["pred_a"], given["pred_b"])
+        if abs(float(got[0]) - low) > 0.01 or abs(float(got[1]) - high) > 0.01:
+            return report("01.3", False, f"interval [{float(got[0]):+.3f}, {float(got[1]):+.3f}] is not the paired "
+                          "bootstrap 95% interval of F1(A) - F1(B)",
+                          "resample the test positions with replacement (the same ones for A and B), compute "
+                          "F1(A) - F1(B) on each resample, take the 2.5 and 97.5 percentiles")
+        return equal("01.3", got[2], verdict, what="verdict from the interval",
+                     hint="'A better' only if the whole interval is above 0, 'B better' if below, else no clear difference")
+    if exercise == "03.3":
+        means, better = _ref_03_3(given["matrices"])
+        cross, name = got
+        close("03.3", [cross[k] for k in means], list(means.values()), what="mean off-diagonal F1 of each matrix",
+              rtol=1e-9, hint="the off-diagonal cells are the 16 cells minus the 4 on the diagonal: use ~np.eye(4, dtype=bool)")
+        return equal("03.3", name, better, what="the representation with the higher mean off-diagonal F1",
+                     hint="compare the two means you computed")
+    if exercise == "04.2":
+        layer, test_f1 = got
+        cv = _ref_04_2(given["H_train"], given["y_train"])
+        choice("04.2", layer, {k for k, v in enumerate(cv) if v >= max(cv) - 0.005},
+               what="layer chosen by cross-validation on the training half",
+               hint="cross-validate every layer on the training vectors and take the argmax of the mean F1")
+        return close("04.2", test_f1, _ref_04_2_test(layer, **given), what="test F1 of the chosen layer", rtol=1e-9,
+                     hint="fit the same probe on the whole training half of the chosen layer, then score its test half")
+    raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3 and 04.2")
