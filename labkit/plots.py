@@ -77,9 +77,10 @@ def _long_table(results: pd.DataFrame | Mapping, x: str, y: str, hue: str) -> pd
 def learning_curves(results: pd.DataFrame | Mapping, x: str = "n", y: str = "f1",
                     hue: str = "method", ax: Axes | None = None, logx: bool = True,
                     xlabel: str = "labelled training sentences (count)",
-                    ylabel: str = "weighted F1 (0–1)", title: str = "Learning curves") -> Axes:
+                    ylabel: str = "weighted F1 (0–1)", title: str = "Learning curves",
+                    majority: float | None = None) -> Axes:
     """Score against training-set size, one line per method: the mean over repeats (seeds) with a
-    band of ± one standard deviation.
+    band of ± one standard deviation; ``majority`` draws the majority-class F1 as a dashed floor.
 
     ``results`` is a long table with columns ``x``, ``y``, ``hue`` (one row per run), or a dict
     ``{method: {n: [scores over seeds]}}``. Taught in lesson 03.
@@ -91,6 +92,8 @@ def learning_curves(results: pd.DataFrame | Mapping, x: str = "n", y: str = "f1"
         xs, mean, spread = stats.index.to_numpy(float), stats["mean"], stats["std"].fillna(0.0)
         line, = ax.plot(xs, mean, marker="o", label=str(method))
         ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+    if majority is not None:
+        ax.axhline(majority, color="gray", linestyle="--", linewidth=1, label="majority class")
     if logx:  # label the sizes that were run (log-scale minor labels such as 2x10^1 overlap)
         ax.set_xscale("log")
         sizes = np.unique(table[x].to_numpy(float))

@@ -40,7 +40,8 @@ def test_learning_curves_from_dict_and_table():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "64"]  # the sizes run, not 10^k
     assert len(ax.xaxis.get_minorticklocs()) == 0
     table = pd.DataFrame({"n": [16, 16, 64], "f1": [0.4, 0.5, 0.6], "method": ["a"] * 3})
-    ax = plots.learning_curves(table, logx=False)
+    ax = plots.learning_curves(table, logx=False, majority=0.3)
+    assert "majority class" in [h.get_label() for h in ax.get_lines()]
     assert np.allclose(ax.lines[0].get_ydata(), [0.45, 0.6])
     with pytest.raises(ValueError, match="column"):
         plots.learning_curves(table.drop(columns="f1"))
