@@ -130,19 +130,25 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
     return out
 
 
+def _sources(src_dir: str | Path, dest_dir: str | Path, what: str) -> tuple[Path, list[Path]]:
+    """``(dest, notebooks of src)`` after checking src is a folder of notebooks and dest is another folder."""
+    src, dest = Path(src_dir), Path(dest_dir)
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder of notebooks")
+    if dest.resolve() == src.resolve():
+        raise ValueError(f"{what} would overwrite the instructor notebooks; choose another DEST_DIR")
+    sources = sorted(p for p in src.glob("*.ipynb") if not p.name.startswith("."))
+    if not sources:
+        raise ValueError(f"no notebooks (*.ipynb) in {src}")
+    return dest, sources
+
+
 def build_student(src_dir: str | Path, dest_dir: str | Path) -> list[Path]:
     """Write the student version of every ``*.ipynb`` in ``src_dir`` to ``dest_dir``; return the paths.
 
     Every notebook is converted before anything is written, so a bad marker leaves ``dest_dir`` as it was.
     """
-    src, dest = Path(src_dir), Path(dest_dir)
-    if not src.is_dir():
-        raise ValueError(f"{src} is not a folder of notebooks")
-    if dest.resolve() == src.resolve():
-        raise ValueError("the student build would overwrite the instructor notebooks; choose another DEST_DIR")
-    sources = sorted(p for p in src.glob("*.ipynb") if not p.name.startswith("."))
-    if not sources:
-        raise ValueError(f"no notebooks (*.ipynb) in {src}")
+    dest, sources = _sources(src_dir, dest_dir, "the student build")
     converted = [(p.name, student_notebook(nbformat.read(p, as_version=4), p.name)) for p in sources]
     dest.mkdir(parents=True, exist_ok=True)
     written = []
@@ -161,14 +167,7 @@ def build_workspace(src_dir: str | Path, dest_dir: str | Path) -> tuple[list[Pat
     and a new lesson appears beside them (delete a file to get a fresh copy of that lesson). Files are
     created exclusively: even a file that appears meanwhile is not overwritten.
     """
-    src, dest = Path(src_dir), Path(dest_dir)
-    if not src.is_dir():
-        raise ValueError(f"{src} is not a folder of notebooks")
-    if dest.resolve() == src.resolve():
-        raise ValueError("the workspace would overwrite the instructor notebooks; choose another DEST_DIR")
-    sources = sorted(p for p in src.glob("*.ipynb") if not p.name.startswith("."))
-    if not sources:
-        raise ValueError(f"no notebooks (*.ipynb) in {src}")
+    dest, sources = _sources(src_dir, dest_dir, "the workspace")
     kept = [dest / p.name for p in sources if (dest / p.name).exists()]
     missing = [p for p in sources if not (dest / p.name).exists()]
     converted = [(p.name, student_notebook(nbformat.read(p, as_version=4), p.name)) for p in missing]
