@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from labkit.cache import (atomic_directory, cache_dir, locked, new_temporary,
-                          remove_stale_temporaries, sha256_file, verify)
+from labkit.cache import atomic_directory, cache_dir, locked, new_temporary, sha256_file, verify
 
 PIP_TIMEOUT_S = 15    # pip's per-connection timeout (seconds); LABKIT_PIP_TIMEOUT overrides it
 PIP_LIMIT_S = 900     # the most one pip download may take in all; LABKIT_PIP_LIMIT overrides it
@@ -277,11 +276,11 @@ def fetch(name: str, progress: bool = True, deep: bool | None = None, network: b
 
 
 def fetch_all(progress: bool = True, deep: bool = True) -> dict[str, Path]:
-    """Fetch, verify and repair every asset (``python -m labkit fetch``); remove stale temporaries.
+    """Fetch, verify and repair every asset (``python -m labkit fetch``, which then sweeps stale
+    temporaries and reports them).
 
     Every asset is tried; once the index has failed to answer, the others are only taken from the
     cache. The error names every asset still missing, with the commands that fetch them."""
-    remove_stale_temporaries()
     ready: dict[str, Path] = {}
     missing: list[str] = []
     said = ""
