@@ -63,10 +63,58 @@ def load_classifier(n_classes: int = 3, pooling: str = "mean", pretrained: bool 
     dev = pick_device(device)
     tokenizer, encoder = models.load_encoder("cpu")
     if not pretrained:
-        config = AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True)
-        encoder = AutoModel.from_config(config)
+        encoder = _random_encoder()
     model = SentenceClassifier(encoder, n_classes=n_classes, pooling=pooling)
     return tokenizer, model.to(dev)
+
+
+def _random_encoder() -> nn.Module:
+    """MiniLM's architecture with freshly initialised weights (seed first)."""
+    return AutoModel.from_config(AutoConfig.from_pretrained(models.encoder_path(), local_files_only=True))
+
+
+class UpperLayers(nn.Module):
+    """Transfer-layer learning (迁移层学习): transformer layers on top of frozen lower ones, and a head.
+
+    The lower ``k`` layers are frozen, so their token states :math:`h^{(k)}` are computed once
+    (:func:`labkit.features.token_states`); this module trains only what sits above them:
+    ``logits = W · mean_pool(g_L(… g_{k+1}(h^{(k)}))) + b``. Made by :func:`upper_layers`.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], width: int, n_classes: int = 3, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(width, n_classes)
+
+    def embed(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled output of the upper layers (batch, width)."""
+        length = int(attention_mask.sum(1).max())  # drop the padding columns no sentence of the batch needs
+        hidden, attention_mask = hidden[:, :length], attention_mask[:, :length]
+        # additive attention bias: 0 for real tokens, -inf (the dtype's minimum) for padding
+        bias = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        for layer in self.layers:
+            out = layer(hidden, bias)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return features.pool(hidden, attention_mask, "mean")
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(hidden, attention_mask)))
+
+
+def upper_layers(k: int, fresh: bool, n_classes: int = 3) -> UpperLayers:
+    """MiniLM's layers above layer ``k`` (``k`` = 0 … 6 layers reused below them) with a new head:
+    the pretrained layers, or (``fresh=True``) the same architecture with random weights (seed with
+    ``device.seed_everything`` first). Feed it ``features.token_states(texts, layer=k)``.
+
+    Taught in lesson 04.
+    """
+    _, encoder = models.load_encoder("cpu")
+    n = encoder.config.num_hidden_layers
+    if not 0 <= k <= n:
+        raise ValueError(f"k must be 0 … {n} (how many of MiniLM's {n} layers stay frozen below), got {k}")
+    layers = (_random_encoder() if fresh else encoder).encoder.layer[k:]
+    return UpperLayers(layers, encoder.config.hidden_size, n_classes)
 
 
 def check_labels(labels: Sequence[int], n_classes: int) -> np.ndarray:

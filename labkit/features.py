@@ -318,20 +318,23 @@ def embed_poolings(texts: Sequence[str] | pd.DataFrame, poolings: Sequence[str] 
     return {p: _aligned(out[p], index) for p in poolings}
 
 
-def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128,
+def token_states(texts: Sequence[str], layer: int = -1, max_length: int = 128, batch_size: int = 64,
                  device: torch.device | str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Unpooled token states ``(n, T, 384)`` and attention mask ``(n, T)`` of a few texts.
+    """Unpooled token states ``(n, T, 384)`` of layer ``layer`` and the attention mask ``(n, T)``,
+    padded to the longest text (``T`` tokens at most ``max_length``), in batches of ``batch_size``.
 
-    For looking inside pooling (lesson 03's exercise); use :func:`embed` for real work.
-    Taught in lesson 03.
+    For looking inside pooling (lesson 03's exercise) and for training new layers on top of
+    frozen lower ones (lesson 04); use :func:`embed` for pooled vectors. Taught in lesson 03.
     """
     texts = check_texts(texts)
     layer = check_layer(layer)
-    check_sizes(max_length, 1)
+    check_sizes(max_length, batch_size)
     tokenizer, model = encoder(device)
     dev = next(model.parameters()).device
-    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
-                      return_tensors="pt").to(dev)
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    states = []
     with torch.inference_mode():
-        states = model(**batch, output_hidden_states=True).hidden_states[layer]
-    return states.float().cpu().numpy(), batch["attention_mask"].cpu().numpy()
+        for start in range(0, len(texts), batch_size):
+            part = {k: v[start:start + batch_size].to(dev) for k, v in batch.items()}
+            states.append(model(**part, output_hidden_states=True).hidden_states[layer].float().cpu())
+    return torch.cat(states).numpy(), batch["attention_mask"].numpy()

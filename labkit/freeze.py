@@ -112,27 +112,32 @@ def trainable_table(model: nn.Module) -> pd.DataFrame:
 
 
 class GradualUnfreezing:
-    """Gradual unfreezing (ULMFiT): epoch 0 trains only the head; each later epoch unfreezes one
-    more block, top down (layer L-1, …, layer 0, embeddings).
+    """Gradual unfreezing (ULMFiT): at first only the head trains; every ``every`` calls one more
+    block is unfrozen, top down (layer L-1, …, layer 0, embeddings).
 
-    Use it as ``fit(..., on_epoch_start=GradualUnfreezing(model))`` with an optimizer that holds
-    every parameter (fit's default), so blocks unfrozen later are updated too. Calling it with an
-    epoch returns the list of trainable blocks. Taught in lesson 05.
+    Call ``g(i)`` before stage ``i``: it leaves the blocks ``order[: i // every + 1]`` trainable and
+    returns their names. Use it per epoch, ``fit(..., on_epoch_start=GradualUnfreezing(model))``
+    (ULMFiT: one block per epoch), or per batch, ``fit(..., on_step_start=GradualUnfreezing(model,
+    every=4))``, so that every block is unfrozen within the same number of epochs as another run.
+    The optimizer must hold every parameter (fit's default, or ``include_frozen=True``), so blocks
+    unfrozen later are updated too. Taught in lesson 05b.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1 (calls per newly unfrozen block), got {every}")
+        self.model, self.every = model, every
         self.order = ["head"] + [f"layer {i}" for i in reversed(range(n_layers(model)))] + ["embeddings"]
         self.order = [b for b in self.order if b in blocks(model)]
 
-    def cache_key(self) -> list[str]:
-        """What the schedule depends on (for :func:`labkit.runcache.fit_cached`): the unfreezing order."""
-        return self.order
+    def cache_key(self) -> dict:
+        """What the schedule depends on (for :func:`labkit.runcache.fit_cached`)."""
+        return {"order": self.order, "every": self.every}
 
-    def __call__(self, epoch: int) -> list[str]:
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        trainable = self.order[: epoch + 1]
+    def __call__(self, i: int) -> list[str]:
+        if i < 0:
+            raise ValueError(f"the epoch or step number must be >= 0, got {i}")
+        trainable = self.order[: i // self.every + 1]
         for b, params in blocks(self.model).items():
             for _, p in params:
                 p.requires_grad = b in trainable

@@ -130,11 +130,11 @@ def run_key(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader |
     from labkit import metrics
 
     known = {"epochs", "lr", "optimizer", "loss_fn", "clip", "patience", "eval_fn", "on_epoch_start",
-             "progress", "mixed_precision", "cpu"}
+             "on_step_start", "warmup", "progress", "mixed_precision", "cpu"}
     unknown = set(fit_kwargs) - known
     if unknown:
         raise TypeError(f"fit got unexpected settings {sorted(unknown)}; valid ones are {sorted(known)}")
-    settings = {k: fit_kwargs.get(k) for k in ("epochs", "lr", "clip", "patience", "mixed_precision", "cpu")}
+    settings = {k: fit_kwargs.get(k) for k in ("epochs", "lr", "clip", "patience", "warmup", "mixed_precision", "cpu")}
     device = "cpu" if fit_kwargs.get("cpu") else pick_device().type
     rng = [_tensor_digest(torch.get_rng_state())]
     if device == "cuda":
@@ -146,6 +146,7 @@ def run_key(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader |
         "eval": callable_key(fit_kwargs.get("eval_fn", metrics.weighted_f1), "eval_fn"),
         "optimizer": optimizer_key(fit_kwargs.get("optimizer"), model),
         "callback": callable_key(fit_kwargs.get("on_epoch_start"), "on_epoch_start callback"),
+        "step_callback": callable_key(fit_kwargs.get("on_step_start"), "on_step_start callback"),
         "extra": extra,
     }
     return _digest(payload)[:24]

@@ -24,6 +24,7 @@ from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from labkit import metrics
 from labkit.classifier import SentenceClassifier
@@ -85,8 +86,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         epochs: int, lr: float = 2e-5, optimizer: torch.optim.Optimizer | None = None,
         loss_fn: Callable = nn.CrossEntropyLoss(), clip: float | None = 1.0,
         patience: int | None = None, eval_fn: Callable = metrics.weighted_f1,
-        on_epoch_start: Callable[[int], Any] | None = None, progress: bool = True,
-        mixed_precision: str = "auto", cpu: bool = False) -> pd.DataFrame:
+        on_epoch_start: Callable[[int], Any] | None = None,
+        on_step_start: Callable[[int], Any] | None = None, warmup: float | None = None,
+        progress: bool = True, mixed_precision: str = "auto", cpu: bool = False) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` and return the history, one row per epoch
     (``epoch``, ``train_loss``, ``val_loss``, ``val_<eval_fn>``, ``seconds``).
 
@@ -98,7 +100,12 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     * ``val_loader``: evaluated after every epoch; ``eval_fn(y_true, y_pred)`` is the metric
       (higher is better). With ``patience``, training stops after that many epochs without
       improvement. The weights of the best epoch are restored at the end.
-    * ``on_epoch_start(epoch)``: called before each epoch (0-based), e.g. to unfreeze a block.
+    * ``on_epoch_start(epoch)`` / ``on_step_start(step)``: called before each epoch / each batch
+      (0-based), e.g. to unfreeze a block (:class:`labkit.freeze.GradualUnfreezing`).
+    * ``warmup``: a learning-rate schedule, stepped every batch: each group's rate rises linearly
+      from 0 over the first ``warmup`` fraction of the ``T`` steps, then falls linearly to 0,
+      ``lr_t = lr · min(t / W, (T − t) / (T − W))`` with ``W = warmup · T`` (the schedule of BERT
+      and the Hugging Face course). ``None`` keeps the rate constant.
     * ``mixed_precision``: ``"auto"`` = bf16 on CUDA, none on CPU. ``cpu=True`` forces the CPU.
     * Several processes (``torchrun --nproc_per_node 2`` or ``accelerate launch``): each process
       gets different batches and the gradients are averaged, exactly as one big batch.
@@ -107,6 +114,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if warmup is not None and not 0 <= warmup < 1:
+        raise ValueError(f"warmup is the fraction of steps spent warming up, in [0, 1); got {warmup}")
     if patience is not None and (val_loader is None or patience < 1):
         raise ValueError("patience needs a val_loader and must be >= 1 (or None for no early stopping)")
     accelerator = _accelerator(mixed_precision, cpu)
@@ -115,15 +124,20 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
-    bar = tqdm(total=epochs * len(train_loader), disable=not (progress and accelerator.is_main_process),
+    total_steps = epochs * len(train_loader)
+    schedule = None if warmup is None else get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(warmup * total_steps), num_training_steps=total_steps)
+    bar = tqdm(total=total_steps, disable=not (progress and accelerator.is_main_process),
                desc="fine-tuning", unit="batch")
-    history, best, best_state, waited = [], -np.inf, None, 0
+    history, best, best_state, waited, step = [], -np.inf, None, 0, 0
     for epoch in range(epochs):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         start, total, steps = time.perf_counter(), 0.0, 0
         model.train()
         for batch in train_loader:
+            if on_step_start is not None:
+                on_step_start(step)
             inputs, labels = _split_batch(batch)
             logits = _forward(model, inputs)            # forward
             loss = loss_fn(logits, labels)               # loss
@@ -132,7 +146,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             if clip is not None:
                 accelerator.clip_grad_norm_(model.parameters(), clip)  # g <- g * min(1, c/||g||)
             optimizer.step()                             # step
-            total, steps = total + loss.item(), steps + 1
+            if schedule is not None:
+                schedule.step()                          # next learning rate
+            total, steps, step = total + loss.item(), steps + 1, step + 1
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
         mean_loss = accelerator.reduce(torch.tensor(total / max(steps, 1), device=accelerator.device), "mean")

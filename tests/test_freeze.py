@@ -109,6 +109,15 @@ def test_gradual_unfreezing_inside_fit():
     assert torch.equal(b4, w4.detach())  # still frozen
 
 
+def test_gradual_unfreezing_per_step(model):
+    schedule = freeze.GradualUnfreezing(model, every=4)
+    assert schedule(3) == ["head"] and schedule(4) == ["head", "layer 5"]
+    assert schedule(31)[-1] == "embeddings"
+    assert schedule.cache_key() == {"order": schedule.order, "every": 4}
+    with pytest.raises(ValueError, match="every"):
+        freeze.GradualUnfreezing(model, every=0)
+
+
 def test_discriminative_param_groups(model):
     freeze.unfreeze_top_k(model, 2)
     groups = freeze.discriminative_param_groups(model, base_lr=1e-3, decay=0.5)

@@ -161,11 +161,16 @@ def test_fit_cached_reuses_weights_freezing_and_random_state(fresh_cache):
     assert torch.equal(torch.get_rng_state(), rng_after_training)  # as if it had trained
 
 
-@pytest.mark.parametrize("change", ["callback", "loss", "weight decay", "init", "rng", "data", "trainable"])
+@pytest.mark.parametrize("change", ["callback", "loss", "weight decay", "init", "rng", "data", "trainable",
+                                    "warmup", "step callback"])
 def test_fit_cached_keys_everything_that_changes_the_result(fresh_cache, change):
     _cached(_build(), on_epoch_start=freeze_first_layer)
     model = _build(seed=1 if change == "init" else 0)
     kwargs = {"on_epoch_start": also_a_function if change == "callback" else freeze_first_layer}
+    if change == "warmup":
+        kwargs["warmup"] = 0.1
+    if change == "step callback":
+        kwargs["on_step_start"] = also_a_function
     if change == "loss":
         kwargs["loss_fn"] = nn.CrossEntropyLoss(label_smoothing=0.1)
     if change == "weight decay":
@@ -216,3 +221,40 @@ def test_the_accelerate_reset_fit_relies_on_exists():
     from accelerate.state import AcceleratorState
 
     assert callable(AcceleratorState._reset_state)
+
+
+def test_warmup_schedule_rises_then_falls_linearly():
+    """lr_t = lr · min(t / W, (T − t) / (T − W)): seen by the optimizer at every step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    model = nn.Linear(4, 2)
+    seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    record = lambda step: seen.append(optimizer.param_groups[0]["lr"])  # noqa: E731
+    train.fit(model, DataLoader(TensorDataset(x, y), batch_size=4), epochs=1, optimizer=optimizer,
+              warmup=0.2, on_step_start=record, progress=False)
+    T, W = 10, 2
+    assert seen == pytest.approx([min(t / W, (T - t) / (T - W)) for t in range(T)])
+    with pytest.raises(ValueError, match="warmup"):
+        train.fit(model, DataLoader(TensorDataset(x, y), batch_size=4), epochs=1, warmup=1.5, progress=False)
+
+
+def test_upper_layers_on_frozen_lower_states_reproduce_the_encoder():
+    """Pretrained layers k.. on layer-k token states give exactly MiniLM's mean-pooled output."""
+    from labkit import features
+
+    texts = ["a short one", "a somewhat longer sentence about a phone that broke", "ok"]
+    expected = features.embed(texts, max_length=16, cache=False)
+    for k in (0, 3, 6):
+        hidden, mask = features.token_states(texts, layer=k, max_length=16, batch_size=2)
+        upper = classifier.upper_layers(k, fresh=False).eval()
+        with torch.no_grad():
+            got = upper.embed(torch.tensor(hidden), torch.tensor(mask)).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert len(upper.layers) == 6 - k
+    torch.manual_seed(0)
+    fresh = classifier.upper_layers(4, fresh=True)
+    pretrained = classifier.upper_layers(4, fresh=False)
+    assert not torch.equal(fresh.layers[0].output.dense.weight, pretrained.layers[0].output.dense.weight)
+    with pytest.raises(ValueError, match="k must be"):
+        classifier.upper_layers(7, fresh=True)
