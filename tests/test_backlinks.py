@@ -78,8 +78,13 @@ def _claims() -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
     return names, modules
 
 
+def _notebooks(lesson: str) -> list[Path]:
+    """The lesson's notebooks: ``NN_*.ipynb`` (a long lesson is split into parts, e.g. lesson 05's three)."""
+    return sorted(NOTEBOOKS.glob(f"{lesson}_*.ipynb"))
+
+
 def _notebook(lesson: str) -> Path | None:
-    found = sorted(NOTEBOOKS.glob(f"{lesson}_*.ipynb"))
+    found = _notebooks(lesson)
     return found[0] if found else None
 
 
@@ -97,8 +102,8 @@ def _code(path: Path) -> str:
 
 @lru_cache(maxsize=None)
 def used_names(lesson: str) -> frozenset[tuple[str, str]]:
-    """``(module, name)`` for every ``labkit`` name the lesson's code cells use."""
-    tree = ast.parse(_code(_notebook(lesson)))
+    """``(module, name)`` for every ``labkit`` name the lesson's code cells use (in any of its parts)."""
+    tree = ast.parse("\n".join(_code(path) for path in _notebooks(lesson)))
     modules: dict[str, str] = {}  # local name -> labkit module ("data", "derivatives", ...)
     direct: dict[str, tuple[str, str]] = {}  # local name -> (module, name) from "from labkit.m import n"
     for node in ast.walk(tree):
@@ -129,8 +134,7 @@ CLAIMS, MODULE_CLAIMS = _claims()
 
 
 def _users(modname: str, name: str) -> str:
-    found = [p.name[:2] for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-             if (modname, name) in used_names(p.name[:2])]
+    found = sorted({p.name[:2] for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if (modname, name) in used_names(p.name[:2])})
     return ", ".join(found) or "none"
 
 
@@ -145,7 +149,7 @@ def test_claimed_lesson_uses_it(modname, name, number):
     if notebook is None:
         pytest.skip(f"lesson {number} is not written yet")
     assert (modname, name) in used_names(number), (
-        f"labkit.{modname}.{name} says it is taught in lesson {number}, but {notebook.name} never uses it "
+        f"labkit.{modname}.{name} says it is taught in lesson {number}, but no notebook of it ({notebook.name} …) uses it "
         f"(lessons that do: {_users(modname, name)}); fix the docstring's 'Taught in' claim")
 
 
@@ -156,5 +160,5 @@ def test_claimed_lesson_uses_the_module(modname, number):
         pytest.skip(f"lesson {number} is not written yet")
     module = importlib.import_module(f"labkit.{modname}")
     used = sorted(name for name in _public(module) if (modname, name) in used_names(number))
-    assert used, (f"labkit.{modname}'s docstring says it is taught in lesson {number}, but {notebook.name} "
+    assert used, (f"labkit.{modname}'s docstring says it is taught in lesson {number}, but its notebooks ({notebook.name} …) "
                   f"uses none of its names; fix the module docstring's 'Taught in' claim")
