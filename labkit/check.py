@@ -70,7 +70,7 @@ def close(exercise: str, got: Any, expected: Any, what: str, rtol: float = 1e-5,
 def equal(exercise: str, got: Any, expected: Any, what: str, hint: str = "") -> None:
     """Pass when ``got == expected`` (for ints, strings, sets, tuples)."""
     if got == expected:
-        shown = f"{got:,}" if isinstance(got, int) else repr(got)
+        shown = f"{got:,}" if isinstance(got, int) and not isinstance(got, bool) else repr(got)
         return report(exercise, True, f"{what} is {shown} -- correct")
     return report(exercise, False, f"{what}: expected {expected!r}, got {got!r}", hint)
 
@@ -132,6 +132,26 @@ def _ref_04_2_test(layer, H_train, y_train, H_test, y_test) -> float:
     return weighted_f1(y_test, probe.predict(H_test[layer]))
 
 
+def _logistic(X, y):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000).fit(X, y)
+
+
+def _ref_05_5(X_old_train, X_new_train, X_new_test, y_train, y_test) -> tuple[float, float]:
+    from labkit.metrics import weighted_f1
+
+    drift = weighted_f1(y_test, _logistic(X_old_train, y_train).predict(X_new_test))
+    return drift, weighted_f1(y_test, _logistic(X_new_train, y_train).predict(X_new_test))
+
+
+def _ref_05_6(X_source, y_source, X_target, y_target, X_test, y_test) -> tuple[float, float]:
+    from labkit.metrics import weighted_f1
+
+    pooled = _logistic(np.concatenate([X_source, X_target]), np.concatenate([y_source, y_target]))
+    return weighted_f1(y_test, pooled.predict(X_test)), weighted_f1(y_test, _logistic(X_target, y_target).predict(X_test))
+
+
 def answer(exercise: str, got: Any, **given: Any) -> None:
     """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
 
@@ -143,7 +163,14 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
       one (``given``: ``matrices``);
     * ``"04.2"`` -- ``(layer, test_f1)``: the layer chosen by 5-fold cross-validation (any layer within
       0.005 of the best cross-validated F1 is accepted) and the chosen layer's test F1 (``given``:
-      ``H_train``, ``y_train``, ``H_test``, ``y_test``).
+      ``H_train``, ``y_train``, ``H_test``, ``y_test``);
+    * ``"05.5"`` -- ``(drift_f1, refit_f1)``: an old head (fitted on the original features) scored on the
+      fine-tuned features, and a head refitted on the fine-tuned features (``given``: ``X_old_train``,
+      ``X_new_train``, ``X_new_test``, ``y_train``, ``y_test``);
+    * ``"05.6"`` -- ``(pooled_f1, target_f1)``: a head trained on source + target labels and one on the
+      target labels alone (``given``: ``X_source``, ``y_source``, ``X_target``, ``y_target``, ``X_test``,
+      ``y_test``).
+    Every head is ``LogisticRegression(max_iter=2000)`` with default settings.
     """
     if exercise == "00.2":
         return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
@@ -175,4 +202,14 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                hint="cross-validate every layer on the training vectors and take the argmax of the mean F1")
         return close("04.2", test_f1, _ref_04_2_test(layer, **given), what="test F1 of the chosen layer", rtol=1e-9,
                      hint="fit the same probe on the whole training half of the chosen layer, then score its test half")
-    raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3 and 04.2")
+    if exercise in ("05.5", "05.6"):
+        if not (isinstance(got, tuple) and len(got) == 2):
+            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
+        reference = (_ref_05_5 if exercise == "05.5" else _ref_05_6)(**given)
+        what = ("F1 of (the old head on the new features, a head refitted on them)" if exercise == "05.5"
+                else "F1 of (source + target labels, target labels only)")
+        hint = ("the old head is fitted on X_old_train and predicts X_new_test; the refitted one is fitted on X_new_train"
+                if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
+        return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
+    raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
+                     "05.5 and 05.6")

@@ -120,7 +120,7 @@ class GradualUnfreezing:
     (ULMFiT: one block per epoch), or per batch, ``fit(..., on_step_start=GradualUnfreezing(model,
     every=4))``, so that every block is unfrozen within the same number of epochs as another run.
     The optimizer must hold every parameter (fit's default, or ``include_frozen=True``), so blocks
-    unfrozen later are updated too. Taught in lesson 05b.
+    unfrozen later are updated too. Taught in lesson 05 (part 2).
     """
 
     def __init__(self, model: nn.Module, every: int = 1) -> None:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 from sklearn.metrics import confusion_matrix
 
@@ -31,14 +32,22 @@ def _need_columns(df: pd.DataFrame, columns: Sequence[str], who: str) -> None:
 
 
 def cross_domain_heatmap(matrix: pd.DataFrame, title: str, ax: Axes | None = None,
-                         vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis") -> Axes:
+                         vmin: float = 0.0, vmax: float = 1.0, cmap: str = "viridis",
+                         majority: pd.DataFrame | None = None) -> Axes:
     """Heatmap of a cross-domain F1 matrix: rows "trained on", columns "tested on", cells annotated.
 
-    Taught in lesson 01 (and reused in lessons 03 and 06).
+    ``majority`` (a matrix of the same domains, e.g. ``protocol.cross_domain_f1`` of
+    ``baselines.majority_class``) adds each cell's majority-class F1 in brackets under its value, and
+    frames in red every cell that does not beat it. Taught in lesson 01 (and reused in lessons 03 and 06).
     """
     if matrix.empty:
         raise ValueError("cross_domain_heatmap got an empty matrix; build one with protocol.cross_domain_f1")
     values = matrix.to_numpy(dtype=float)
+    floor = None
+    if majority is not None:
+        floor = majority.reindex(index=matrix.index, columns=matrix.columns).to_numpy(dtype=float)
+        if np.isnan(floor).any():
+            raise ValueError("majority must cover every cell of the matrix (the same domains as rows and columns)")
     ax = _axes(ax, (4.6, 3.8))
     image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(values.shape[1]), [str(c) for c in matrix.columns])
@@ -46,12 +55,16 @@ def cross_domain_heatmap(matrix: pd.DataFrame, title: str, ax: Axes | None = Non
     mid = (vmin + vmax) / 2
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
-                        color="black" if values[i, j] > mid else "white", fontsize=9)
+            if not np.isfinite(values[i, j]):
+                continue
+            text = f"{values[i, j]:.2f}" if floor is None else f"{values[i, j]:.2f}\n({floor[i, j]:.2f})"
+            ax.text(j, i, text, ha="center", va="center", color="black" if values[i, j] > mid else "white",
+                    fontsize=9 if floor is None else 8)
+            if floor is not None and values[i, j] <= floor[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xlabel("tested on (domain)")
     ax.set_ylabel("trained on (domain)")
-    ax.set_title(title)
+    ax.set_title(title if floor is None else f"{title}\n(majority class in brackets)", fontsize=10)
     ax.figure.colorbar(image, ax=ax, label="weighted F1 (0–1)")
     return ax
 

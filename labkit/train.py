@@ -110,7 +110,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     * Several processes (``torchrun --nproc_per_node 2`` or ``accelerate launch``): each process
       gets different batches and the gradients are averaged, exactly as one big batch.
 
-    Taught in lesson 04 (lesson 05 calls it through :func:`labkit.runcache.fit_cached`).
+    Taught in lesson 05 (part 1 writes this loop by hand and shows ``fit`` gives the same weights;
+    lessons 04 and 05 also call it through :func:`labkit.runcache.fit_cached`).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")

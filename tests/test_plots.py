@@ -32,6 +32,18 @@ def test_cross_domain_heatmap_annotates_every_cell():
     assert len(ax.figure.axes) == 2  # the colour bar
 
 
+def test_cross_domain_heatmap_shows_and_flags_the_majority_floor():
+    matrix = protocol.PAPER_TABLE5.iloc[[0, 4, 6, 10]].set_axis(list(data.DOMAINS), axis=0)
+    floor = matrix * 0 + 0.5
+    floor.iloc[0, 1] = 0.99   # one cell that does not beat its majority line
+    ax = plots.cross_domain_heatmap(matrix, "paper NB", majority=floor)
+    assert "majority" in ax.get_title() and all("(" in t.get_text() for t in ax.texts)
+    framed = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(framed) == int((matrix.to_numpy() <= floor.to_numpy()).sum()) >= 1
+    with pytest.raises(ValueError, match="majority"):
+        plots.cross_domain_heatmap(matrix, "x", majority=floor.iloc[:2])
+
+
 def test_learning_curves_from_dict_and_table():
     curves = {"tf-idf": {16: [0.4, 0.5], 64: [0.55, 0.6]}, "minilm": {16: [0.6], 64: [0.7]}}
     ax = plots.learning_curves(curves)
