@@ -152,6 +152,15 @@ def _ref_05_6(X_source, y_source, X_target, y_target, X_test, y_test) -> tuple[f
     return weighted_f1(y_test, pooled.predict(X_test)), weighted_f1(y_test, _logistic(X_target, y_target).predict(X_test))
 
 
+def _ref_06_1(X_source, y_source, X_target, y_target, X_test, y_test) -> tuple[float, float]:
+    from labkit.metrics import weighted_f1
+    from labkit.transfer import fit_head
+
+    source = fit_head(X_source, y_source, lam=0.1)
+    return (weighted_f1(y_test, fit_head(X_target, y_target, prior=source, lam=1.0).predict(X_test)),
+            weighted_f1(y_test, fit_head(X_target, y_target, lam=1.0).predict(X_test)))
+
+
 def answer(exercise: str, got: Any, **given: Any) -> None:
     """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
 
@@ -169,8 +178,9 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
       ``X_new_train``, ``X_new_test``, ``y_train``, ``y_test``);
     * ``"05.6"`` -- ``(pooled_f1, target_f1)``: a head trained on source + target labels and one on the
       target labels alone (``given``: ``X_source``, ``y_source``, ``X_target``, ``y_target``, ``X_test``,
-      ``y_test``).
-    Every head is ``LogisticRegression(max_iter=2000)`` with default settings.
+      ``y_test``); every head is ``LogisticRegression(max_iter=2000)`` with default settings;
+    * ``"06.1"`` -- ``(transfer_f1, target_f1)``: source-then-target and target-only heads
+      (``transfer.fit_head``, λ = 1 on the target; the source head λ = 0.1) (``given``: as for 05.6).
     """
     if exercise == "00.2":
         return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
@@ -202,6 +212,12 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                hint="cross-validate every layer on the training vectors and take the argmax of the mean F1")
         return close("04.2", test_f1, _ref_04_2_test(layer, **given), what="test F1 of the chosen layer", rtol=1e-9,
                      hint="fit the same probe on the whole training half of the chosen layer, then score its test half")
+    if exercise == "06.1":
+        if not (isinstance(got, tuple) and len(got) == 2):
+            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
+        return close("06.1", [float(v) for v in got], list(_ref_06_1(**given)),
+                     what="F1 of (source-then-target, target only)", rtol=1e-6,
+                     hint="the source head (lam=0.1 on the tweets) is the prior of the first target head; both use lam=1.0")
     if exercise in ("05.5", "05.6"):
         if not (isinstance(got, tuple) and len(got) == 2):
             return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -212,4 +228,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5 and 05.6")
+                     "05.5, 05.6 and 06.1")
