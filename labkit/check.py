@@ -161,6 +161,13 @@ def _ref_06_1(X_source, y_source, X_target, y_target, X_test, y_test) -> tuple[f
             weighted_f1(y_test, fit_head(X_target, y_target, lam=1.0).predict(X_test)))
 
 
+def _ref_06_2(X_source, y_source, X_test, y_test) -> float:
+    from labkit.metrics import weighted_f1
+    from labkit.transfer import fit_head
+
+    return weighted_f1(y_test, fit_head(X_source, y_source, lam=0.1).predict(X_test))
+
+
 def answer(exercise: str, got: Any, **given: Any) -> None:
     """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
 
@@ -180,7 +187,9 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
       target labels alone (``given``: ``X_source``, ``y_source``, ``X_target``, ``y_target``, ``X_test``,
       ``y_test``); every head is ``LogisticRegression(max_iter=2000)`` with default settings;
     * ``"06.1"`` -- ``(transfer_f1, target_f1)``: source-then-target and target-only heads
-      (``transfer.fit_head``, λ = 1 on the target; the source head λ = 0.1) (``given``: as for 05.6).
+      (``transfer.fit_head``, λ = 1 on the target; the source head λ = 0.1) (``given``: as for 05.6);
+    * ``"06.2"`` -- ``(huge_f1, source_f1)``: source-then-target with λ = 10⁴ and the source head alone;
+      both must be the source head's F1 within 0.01 (``given``: ``X_source``, ``y_source``, ``X_test``, ``y_test``).
     """
     if exercise == "00.2":
         return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
@@ -218,6 +227,14 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
         return close("06.1", [float(v) for v in got], list(_ref_06_1(**given)),
                      what="F1 of (source-then-target, target only)", rtol=1e-6,
                      hint="the source head (lam=0.1 on the tweets) is the prior of the first target head; both use lam=1.0")
+    if exercise == "06.2":
+        if not (isinstance(got, tuple) and len(got) == 2):
+            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
+        source = _ref_06_2(**given)
+        close("06.2", float(got[1]), source, atol=1e-6, what="F1 of the source head alone",
+              hint="transfer.fit_head on the tweets with lam=0.1, scored on the Amazon test sentences")
+        return close("06.2", float(got[0]), source, atol=0.01, what="source-then-target with λ = 10⁴ (vs the source head)",
+                     hint="a huge λ pins the target head to its prior: the source head")
     if exercise in ("05.5", "05.6"):
         if not (isinstance(got, tuple) and len(got) == 2):
             return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -228,4 +245,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6 and 06.1")
+                     "05.5, 05.6, 06.1 and 06.2")
