@@ -191,6 +191,8 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"06.2"`` -- ``(huge_f1, source_f1)``: source-then-target with λ = 10⁴ and the source head alone;
       both must be the source head's F1 within 0.01 (``given``: ``X_source``, ``y_source``, ``X_test``, ``y_test``).
     """
+    if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
+        return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
     if exercise == "00.2":
         return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
                      rtol=1e-9, hint="select rows with test['domain'] == 'nyt', then the mean of (label == 1)")
@@ -222,22 +224,16 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
         return close("04.2", test_f1, _ref_04_2_test(layer, **given), what="test F1 of the chosen layer", rtol=1e-9,
                      hint="fit the same probe on the whole training half of the chosen layer, then score its test half")
     if exercise == "06.1":
-        if not (isinstance(got, tuple) and len(got) == 2):
-            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
         return close("06.1", [float(v) for v in got], list(_ref_06_1(**given)),
                      what="F1 of (source-then-target, target only)", rtol=1e-6,
                      hint="the source head (lam=0.1 on the tweets) is the prior of the first target head; both use lam=1.0")
     if exercise == "06.2":
-        if not (isinstance(got, tuple) and len(got) == 2):
-            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
         source = _ref_06_2(**given)
         close("06.2", float(got[1]), source, atol=1e-6, what="F1 of the source head alone",
               hint="transfer.fit_head on the tweets with lam=0.1, scored on the Amazon test sentences")
         return close("06.2", float(got[0]), source, atol=0.01, what="source-then-target with λ = 10⁴ (vs the source head)",
                      hint="a huge λ pins the target head to its prior: the source head")
     if exercise in ("05.5", "05.6"):
-        if not (isinstance(got, tuple) and len(got) == 2):
-            return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
         reference = (_ref_05_5 if exercise == "05.5" else _ref_05_6)(**given)
         what = ("F1 of (the old head on the new features, a head refitted on them)" if exercise == "05.5"
                 else "F1 of (source + target labels, target labels only)")
