@@ -168,6 +168,19 @@ def _ref_06_2(X_source, y_source, X_test, y_test) -> float:
     return weighted_f1(y_test, fit_head(X_source, y_source, lam=0.1).predict(X_test))
 
 
+def _ref_07_1(Z_source, Z_target) -> np.ndarray:
+    from scipy.linalg import sqrtm
+
+    eye = np.eye(Z_source.shape[1])
+    whiten = np.linalg.inv(np.real(sqrtm(np.cov(Z_source, rowvar=False) + eye)))
+    return Z_source @ whiten @ np.real(sqrtm(np.cov(Z_target, rowvar=False) + eye))
+
+
+def _ref_07_2(P, source_priors, guess) -> np.ndarray:
+    weighted = np.asarray(P) * (np.asarray(guess) / np.asarray(source_priors))
+    return (weighted / weighted.sum(1, keepdims=True)).mean(0)
+
+
 def answer(exercise: str, got: Any, **given: Any) -> None:
     """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
 
@@ -189,7 +202,11 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"06.1"`` -- ``(transfer_f1, target_f1)``: source-then-target and target-only heads
       (``transfer.fit_head``, λ = 1 on the target; the source head λ = 0.1) (``given``: as for 05.6);
     * ``"06.2"`` -- ``(huge_f1, source_f1)``: source-then-target with λ = 10⁴ and the source head alone;
-      both must be the source head's F1 within 0.01 (``given``: ``X_source``, ``y_source``, ``X_test``, ``y_test``).
+      both must be the source head's F1 within 0.01 (``given``: ``X_source``, ``y_source``, ``X_test``, ``y_test``);
+    * ``"07.1"`` -- CORAL's whitening and re-colouring of standardised source features (``given``:
+      ``Z_source``, ``Z_target``);
+    * ``"07.2"`` -- the class shares after one EM step from ``guess`` (``given``: ``P``,
+      ``source_priors``, ``guess``).
     """
     if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
         return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -227,6 +244,12 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
         return close("06.1", [float(v) for v in got], list(_ref_06_1(**given)),
                      what="F1 of (source-then-target, target only)", rtol=1e-6,
                      hint="the source head (lam=0.1 on the tweets) is the prior of the first target head; both use lam=1.0")
+    if exercise == "07.1":
+        return close("07.1", got, _ref_07_1(**given), rtol=1e-5, atol=1e-6, what="your re-coloured source features",
+                     hint="Z_s @ inv(sqrtm(C_s + I)) @ sqrtm(C_t + I), with C = np.cov(Z, rowvar=False)")
+    if exercise == "07.2":
+        return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
+                     hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")
     if exercise == "06.2":
         source = _ref_06_2(**given)
         close("06.2", float(got[1]), source, atol=1e-6, what="F1 of the source head alone",
@@ -241,4 +264,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6, 06.1 and 06.2")
+                     "05.5, 05.6, 06.1, 06.2, 07.1 and 07.2")

@@ -7,7 +7,7 @@
   so later loads take seconds.
 * :func:`small_gpt2` -- a small GPT-2 with random weights, for pre-training from scratch.
 
-Taught in lessons 04, 05, 07 and 10.
+Taught in lessons 04, 05 and 10 (lesson 07's planned pre-training part will use `small_gpt2`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def load_llm(device: torch.device | str | None = None
 
 def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_layer: int = 2,
                n_head: int = 4, device: torch.device | str | None = None) -> GPT2LMHeadModel:
-    """A randomly initialised GPT-2 for causal-LM pre-training from scratch. Taught in lesson 07.
+    """A randomly initialised GPT-2 for causal-LM pre-training from scratch (for lesson 07's
+    planned pre-training part; no notebook uses it yet).
 
     With ``vocab_size=8000`` and the defaults it has about 1.5 M parameters.
     """
