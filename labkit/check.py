@@ -176,6 +176,19 @@ def _ref_07_1(Z_source, Z_target) -> np.ndarray:
     return Z_source @ whiten @ np.real(sqrtm(np.cov(Z_target, rowvar=False) + eye))
 
 
+def _ref_07_3(logits, targets) -> float:
+    logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(np.exp(-np.take_along_axis(log_p, targets[..., None], -1).mean()))
+
+
+def _ref_07_4(train_targets, test_targets, vocab_size) -> float:
+    counts = np.bincount(np.asarray(train_targets).ravel(), minlength=vocab_size) + 1.0
+    p = counts / counts.sum()
+    return float(np.exp(-np.log(p[np.asarray(test_targets).ravel()]).mean()))
+
+
 def _ref_07_2(P, source_priors, guess) -> np.ndarray:
     weighted = np.asarray(P) * (np.asarray(guess) / np.asarray(source_priors))
     return (weighted / weighted.sum(1, keepdims=True)).mean(0)
@@ -206,7 +219,11 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"07.1"`` -- CORAL's whitening and re-colouring of standardised source features (``given``:
       ``Z_source``, ``Z_target``);
     * ``"07.2"`` -- the class shares after one EM step from ``guess`` (``given``: ``P``,
-      ``source_priors``, ``guess``).
+      ``source_priors``, ``guess``);
+    * ``"07.3"`` -- perplexity ``exp(mean −log softmax(logits)[target])`` (``given``: ``logits``,
+      ``targets``);
+    * ``"07.4"`` -- held-out perplexity of the add-one unigram model of the training targets
+      (``given``: ``train_targets``, ``test_targets``, ``vocab_size``).
     """
     if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
         return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -247,6 +264,12 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     if exercise == "07.1":
         return close("07.1", got, _ref_07_1(**given), rtol=1e-5, atol=1e-6, what="your re-coloured source features",
                      hint="Z_s @ inv(sqrtm(C_s + I)) @ sqrtm(C_t + I), with C = np.cov(Z, rowvar=False)")
+    if exercise == "07.3":
+        return close("07.3", got, _ref_07_3(**given), rtol=1e-4, what="the perplexity of these windows",
+                     hint="log_softmax over the vocabulary, pick each target's log-probability, average, negate, exp")
+    if exercise == "07.4":
+        return close("07.4", got, _ref_07_4(**given), rtol=1e-6, what="the unigram model's held-out perplexity",
+                     hint="p(t) = (count of t in the training targets + 1) / (number of targets + vocabulary size)")
     if exercise == "07.2":
         return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
                      hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")

@@ -7,7 +7,7 @@
   so later loads take seconds.
 * :func:`small_gpt2` -- a small GPT-2 with random weights, for pre-training from scratch.
 
-Taught in lessons 04, 05 and 10 (lesson 07's planned pre-training part will use `small_gpt2`).
+Taught in lessons 04, 05, 07 (part 2: `small_gpt2`) and 10.
 """
 
 from __future__ import annotations
@@ -120,11 +120,13 @@ def load_llm(device: torch.device | str | None = None
 
 
 def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_layer: int = 2,
-               n_head: int = 4, device: torch.device | str | None = None) -> GPT2LMHeadModel:
-    """A randomly initialised GPT-2 for causal-LM pre-training from scratch (for lesson 07's
-    planned pre-training part; no notebook uses it yet).
+               n_head: int = 4, eos_token_id: int | None = None,
+               device: torch.device | str | None = None) -> GPT2LMHeadModel:
+    """A randomly initialised GPT-2 for causal-LM pre-training from scratch (seed first with
+    ``device.seed_everything``). ``eos_token_id``: the tokenizer's end-of-text id (GPT-2's own,
+    50256, does not exist in a small vocabulary). Taught in lesson 07 (part 2).
 
-    With ``vocab_size=8000`` and the defaults it has about 1.5 M parameters.
+    With ``vocab_size=2000`` and the defaults it has about 0.66 M parameters.
     """
     sizes = {"vocab_size": vocab_size, "n_positions": n_positions, "n_embd": n_embd,
              "n_layer": n_layer, "n_head": n_head}
@@ -135,8 +137,10 @@ def small_gpt2(vocab_size: int, n_positions: int = 64, n_embd: int = 128, n_laye
             raise ValueError(f"{name} must be at least {2 if name == 'vocab_size' else 1}, got {value}")
     if n_embd % n_head:
         raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
+    if eos_token_id is not None and not 0 <= eos_token_id < vocab_size:
+        raise ValueError(f"eos_token_id must be a token of the vocabulary (0..{vocab_size - 1}), got {eos_token_id}")
     config = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
-                        n_layer=n_layer, n_head=n_head)
+                        n_layer=n_layer, n_head=n_head, bos_token_id=eos_token_id, eos_token_id=eos_token_id)
     return GPT2LMHeadModel(config).to(pick_device(device))
 
 

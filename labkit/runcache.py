@@ -180,8 +180,12 @@ def fit_cached(model: nn.Module, train_loader: DataLoader, val_loader: DataLoade
             return pd.DataFrame(meta["history"])
     before = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     history = train.fit(model, train_loader, val_loader, **fit_kwargs)
-    changed = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-               if not torch.equal(before[k], v.cpu())}
+    changed, stored = {}, set()
+    for k, v in model.state_dict().items():
+        storage = v.untyped_storage().data_ptr()  # tied weights (GPT-2's input and output embedding)
+        if storage not in stored and not torch.equal(before[k], v.cpu()):  # are stored once
+            changed[k] = v.detach().cpu().contiguous()
+        stored.add(storage)
     changed[RNG] = torch.get_rng_state()
     meta = {"trainable": [n for n, p in model.named_parameters() if p.requires_grad],
             "history": history.to_dict("list")}
