@@ -189,6 +189,18 @@ def _ref_07_4(train_targets, test_targets, vocab_size) -> float:
     return float(np.exp(-np.log(p[np.asarray(test_targets).ravel()]).mean()))
 
 
+def _ref_08_1(ratings, pick, labels) -> tuple[np.ndarray, float]:
+    from labkit.data import label_from_score
+
+    one = label_from_score(np.array([r[k % len(r)] for r, k in zip(ratings, pick)]))
+    return one, float(np.mean(one == np.asarray(labels)))
+
+
+def _ref_08_2(one, labels, flagged) -> list[float]:
+    wrong, flagged = np.asarray(one) != np.asarray(labels), np.asarray(flagged, dtype=bool)
+    return [wrong[flagged].mean(), flagged[wrong].mean(), wrong[flagged].mean() / wrong.mean()]
+
+
 def _ref_07_2(P, source_priors, guess) -> np.ndarray:
     weighted = np.asarray(P) * (np.asarray(guess) / np.asarray(source_priors))
     return (weighted / weighted.sum(1, keepdims=True)).mean(0)
@@ -223,7 +235,11 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"07.3"`` -- perplexity ``exp(mean −log softmax(logits)[target])`` (``given``: ``logits``,
       ``targets``);
     * ``"07.4"`` -- held-out perplexity of the add-one unigram model of the training targets
-      (``given``: ``train_targets``, ``test_targets``, ``vocab_size``).
+      (``given``: ``train_targets``, ``test_targets``, ``vocab_size``);
+    * ``"08.1"`` -- ``(one, agree)``: one rater's class per sentence and its agreement with the mean label
+      (``given``: ``ratings``, ``pick``, ``labels``);
+    * ``"08.2"`` -- ``(precision, recall, lift)`` of label-error flags (``given``: ``one``, ``labels``,
+      ``flagged``).
     """
     if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
         return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -270,6 +286,19 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     if exercise == "07.4":
         return close("07.4", got, _ref_07_4(**given), rtol=1e-6, what="the unigram model's held-out perplexity",
                      hint="p(t) = (count of t in the training targets + 1) / (number of targets + vocabulary size)")
+    if exercise in ("08.1", "08.2") and not (isinstance(got, tuple) and len(got) == int(exercise[-1]) + 1):
+        return report(exercise, False, f"expected a tuple of {int(exercise[-1]) + 1} values, got {type(got).__name__}",
+                      "(ex_one, ex_agree)" if exercise == "08.1" else "(precision, recall, lift)")
+    if exercise == "08.1":
+        one, agree = _ref_08_1(**given)
+        close("08.1", got[0], one, what="one rater's class for every sentence", rtol=0,
+              hint="rater k % len(r) of each sentence, then data.label_from_score on the scores")
+        return close("08.1", got[1], agree, what="agreement with the mean label", rtol=1e-9,
+                     hint="np.mean(ex_one == ex_labels)")
+    if exercise == "08.2":
+        return close("08.2", [float(v) for v in got], _ref_08_2(**given), rtol=1e-9,
+                     what="(precision, recall, lift) of the flags",
+                     hint="precision = wrong[flagged].mean(), recall = flagged[wrong].mean(), lift = precision / wrong.mean()")
     if exercise == "07.2":
         return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
                      hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")
@@ -287,4 +316,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6, 06.1, 06.2, 07.1 and 07.2")
+                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1 and 08.2")
