@@ -201,6 +201,27 @@ def _ref_08_2(one, labels, flagged) -> list[float]:
     return [wrong[flagged].mean(), flagged[wrong].mean(), wrong[flagged].mean() / wrong.mean()]
 
 
+def _ref_09_1(L) -> list[np.ndarray]:
+    L = np.asarray(L)
+    votes = L != -1
+    stats = [[], [], []]
+    for j in range(L.shape[1]):
+        rest = np.delete(L, j, axis=1)
+        stats[0].append(votes[:, j].mean())
+        stats[1].append((votes[:, j] & (rest != -1).any(axis=1)).mean())
+        stats[2].append((votes[:, j] & ((rest != -1) & (rest != L[:, [j]])).any(axis=1)).mean())
+    return [np.array(v) for v in stats]
+
+
+def _ref_09_2(L) -> np.ndarray:
+    out = []
+    for row in np.asarray(L):
+        counts = np.bincount(row[row != -1], minlength=3)
+        top = counts.max()
+        out.append(-1 if top == 0 or (counts == top).sum() > 1 else int(counts.argmax()))
+    return np.array(out)
+
+
 def _ref_07_2(P, source_priors, guess) -> np.ndarray:
     weighted = np.asarray(P) * (np.asarray(guess) / np.asarray(source_priors))
     return (weighted / weighted.sum(1, keepdims=True)).mean(0)
@@ -239,7 +260,9 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"08.1"`` -- ``(one, agree)``: one rater's class per sentence and its agreement with the mean label
       (``given``: ``ratings``, ``pick``, ``labels``);
     * ``"08.2"`` -- ``(precision, recall, lift)`` of label-error flags (``given``: ``one``, ``labels``,
-      ``flagged``).
+      ``flagged``);
+    * ``"09.1"`` -- ``(coverage, overlaps, conflicts)`` of each labelling function (``given``: ``L``);
+    * ``"09.2"`` -- the majority vote of each row, −1 for no votes or a tie (``given``: ``L``).
     """
     if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
         return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
@@ -299,6 +322,17 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
         return close("08.2", [float(v) for v in got], _ref_08_2(**given), rtol=1e-9,
                      what="(precision, recall, lift) of the flags",
                      hint="precision = wrong[flagged].mean(), recall = flagged[wrong].mean(), lift = precision / wrong.mean()")
+    if exercise == "09.1":
+        if not (isinstance(got, tuple) and len(got) == 3):
+            return report("09.1", False, f"expected (coverage, overlaps, conflicts), got {type(got).__name__}",
+                          "a tuple of three arrays, one value per labelling function in each")
+        for name, g, e in zip(("coverage", "overlaps", "conflicts"), got, _ref_09_1(**given)):
+            close("09.1", g, e, what=f"{name} per labelling function", rtol=1e-9,
+                  hint="overlap: it votes and another votes; conflict: it votes and another votes for a different class")
+        return None
+    if exercise == "09.2":
+        return close("09.2", got, _ref_09_2(**given), rtol=0, what="the majority vote of each row",
+                     hint="count the non-abstaining votes per class; -1 where nobody votes or two classes tie")
     if exercise == "07.2":
         return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
                      hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")
@@ -316,4 +350,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1 and 08.2")
+                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1, 08.2, 09.1 and 09.2")
