@@ -227,6 +227,18 @@ def _ref_07_2(P, source_priors, guess) -> np.ndarray:
     return (weighted / weighted.sum(1, keepdims=True)).mean(0)
 
 
+_PAIR_OF_F1 = (("a", "b"), "a tuple (a, b) of two F1 values")
+# exercises whose answer is a tuple: its parts, and the hint shown when the shape is wrong
+_TUPLES = {
+    "01.3": (("low", "high", "verdict"),
+             "three values: the 2.5th and 97.5th percentiles of the differences, and the verdict"),
+    "05.5": _PAIR_OF_F1, "05.6": _PAIR_OF_F1, "06.1": _PAIR_OF_F1, "06.2": _PAIR_OF_F1,
+    "08.1": (("ex_one", "ex_agree"), "one rater's classes (an array), then the agreement (a number)"),
+    "08.2": (("precision", "recall", "lift"), "three numbers"),
+    "09.1": (("coverage", "overlaps", "conflicts"), "a tuple of three arrays, one value per labelling function in each"),
+}
+
+
 def answer(exercise: str, got: Any, **given: Any) -> None:
     """Check ``got`` against the reference answer of ``exercise``, computed here from ``given``.
 
@@ -264,15 +276,13 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"09.1"`` -- ``(coverage, overlaps, conflicts)`` of each labelling function (``given``: ``L``);
     * ``"09.2"`` -- the majority vote of each row, −1 for no votes or a tie (``given``: ``L``).
     """
-    if exercise in ("05.5", "05.6", "06.1", "06.2") and not (isinstance(got, tuple) and len(got) == 2):
-        return report(exercise, False, f"expected a pair of F1 values, got {got!r}", "a tuple (a, b) of two floats")
+    if exercise in _TUPLES and not (isinstance(got, tuple) and len(got) == len(_TUPLES[exercise][0])):
+        shape, hint = _TUPLES[exercise]
+        return report(exercise, False, f"expected a tuple ({', '.join(shape)}), got {type(got).__name__} {got!r:.80}", hint)
     if exercise == "00.2":
         return close("00.2", got, _ref_00_2(given["test"]), what="share of neutral sentences in the nyt test half",
                      rtol=1e-9, hint="select rows with test['domain'] == 'nyt', then the mean of (label == 1)")
     if exercise == "01.3":
-        if not (isinstance(got, tuple) and len(got) == 3):
-            return report("01.3", False, f"expected (low, high, verdict), got {got!r}",
-                          "three values: the 2.5th and 97.5th percentiles of the differences, and the verdict")
         low, high, verdict = _ref_01_3(given["y_true"], given["pred_a"], given["pred_b"])
         if abs(float(got[0]) - low) > 0.01 or abs(float(got[1]) - high) > 0.01:
             return report("01.3", False, f"interval [{float(got[0]):+.3f}, {float(got[1]):+.3f}] is not the paired "
@@ -309,9 +319,6 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     if exercise == "07.4":
         return close("07.4", got, _ref_07_4(**given), rtol=1e-6, what="the unigram model's held-out perplexity",
                      hint="p(t) = (count of t in the training targets + 1) / (number of targets + vocabulary size)")
-    if exercise in ("08.1", "08.2") and not (isinstance(got, tuple) and len(got) == int(exercise[-1]) + 1):
-        return report(exercise, False, f"expected a tuple of {int(exercise[-1]) + 1} values, got {type(got).__name__}",
-                      "(ex_one, ex_agree)" if exercise == "08.1" else "(precision, recall, lift)")
     if exercise == "08.1":
         one, agree = _ref_08_1(**given)
         close("08.1", got[0], one, what="one rater's class for every sentence", rtol=0,
@@ -323,9 +330,6 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                      what="(precision, recall, lift) of the flags",
                      hint="precision = wrong[flagged].mean(), recall = flagged[wrong].mean(), lift = precision / wrong.mean()")
     if exercise == "09.1":
-        if not (isinstance(got, tuple) and len(got) == 3):
-            return report("09.1", False, f"expected (coverage, overlaps, conflicts), got {type(got).__name__}",
-                          "a tuple of three arrays, one value per labelling function in each")
         for name, g, e in zip(("coverage", "overlaps", "conflicts"), got, _ref_09_1(**given)):
             close("09.1", g, e, what=f"{name} per labelling function", rtol=1e-9,
                   hint="overlap: it votes and another votes; conflict: it votes and another votes for a different class")
