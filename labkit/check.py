@@ -227,6 +227,27 @@ def _ref_07_2(P, source_priors, guess) -> np.ndarray:
     return (weighted / weighted.sum(1, keepdims=True)).mean(0)
 
 
+def _ref_10_1(P, U) -> np.ndarray:
+    q = np.asarray(P) / np.asarray(U).mean(0)
+    return (q / q.sum(1, keepdims=True)).argmax(1)
+
+
+def _ref_10_2(logits, ids) -> np.ndarray:
+    z = np.asarray(logits, dtype=float)[list(ids)]
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _ref_10_3(r, n_layers, shapes) -> int:
+    return int(n_layers * sum(r * (d_in + d_out) for d_in, d_out in shapes.values()))
+
+
+def _ref_10_4(H, mask) -> tuple[np.ndarray, np.ndarray]:
+    H, m = np.asarray(H, dtype=float), np.asarray(mask, dtype=float)
+    last = H[np.arange(len(H)), m.sum(1).astype(int) - 1]
+    return last, (H * m[..., None]).sum(1) / m.sum(1, keepdims=True)
+
+
 _PAIR_OF_F1 = (("a", "b"), "a tuple (a, b) of two F1 values")
 # exercises whose answer is a tuple: its parts, and the hint shown when the shape is wrong
 _TUPLES = {
@@ -236,6 +257,7 @@ _TUPLES = {
     "08.1": (("ex_one", "ex_agree"), "one rater's classes (an array), then the agreement (a number)"),
     "08.2": (("precision", "recall", "lift"), "three numbers"),
     "09.1": (("coverage", "overlaps", "conflicts"), "a tuple of three arrays, one value per labelling function in each"),
+    "10.4": (("last", "mean"), "two arrays of shape (sentences, width): last-token and mean pooling"),
 }
 
 
@@ -274,7 +296,12 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"08.2"`` -- ``(precision, recall, lift)`` of label-error flags (``given``: ``one``, ``labels``,
       ``flagged``);
     * ``"09.1"`` -- ``(coverage, overlaps, conflicts)`` of each labelling function (``given``: ``L``);
-    * ``"09.2"`` -- the majority vote of each row, −1 for no votes or a tie (``given``: ``L``).
+    * ``"09.2"`` -- the majority vote of each row, −1 for no votes or a tie (``given``: ``L``);
+    * ``"10.1"`` -- the calibrated class of each row of ``P`` with the prior ``U.mean(0)`` (``given``: ``P``, ``U``);
+    * ``"10.2"`` -- the label words' probabilities from next-token logits (``given``: ``logits``, ``ids``);
+    * ``"10.3"`` -- LoRA's trainable parameter count ``n_layers · Σ r (d_in + d_out)`` (``given``: ``r``,
+      ``n_layers``, ``shapes``);
+    * ``"10.4"`` -- ``(last, mean)`` pooling of right-padded hidden states (``given``: ``H``, ``mask``).
     """
     if exercise in _TUPLES and not (isinstance(got, tuple) and len(got) == len(_TUPLES[exercise][0])):
         shape, hint = _TUPLES[exercise]
@@ -337,6 +364,21 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     if exercise == "09.2":
         return close("09.2", got, _ref_09_2(**given), rtol=0, what="the majority vote of each row",
                      hint="count the non-abstaining votes per class; -1 where nobody votes or two classes tie")
+    if exercise == "10.1":
+        return close("10.1", got, _ref_10_1(**given), rtol=0, what="the calibrated class of each sentence",
+                     hint="prior = U.mean(axis=0); q = P / prior; renormalise each row; argmax per row")
+    if exercise == "10.2":
+        return close("10.2", got, _ref_10_2(**given), rtol=1e-6, what="p(c | x) of the three label words",
+                     hint="softmax over all logits, keep logits[ids], divide by their sum")
+    if exercise == "10.3":
+        return close("10.3", got, _ref_10_3(**given), rtol=0, what="LoRA's trainable parameters",
+                     hint="each adapted layer adds A (r x d_in) and B (d_out x r): r * (d_in + d_out), in every block")
+    if exercise == "10.4":
+        last, mean = _ref_10_4(**given)
+        close("10.4", got[0], last, rtol=1e-6, what="last-token pooling",
+              hint="with right padding the last real token of row i is at mask[i].sum() - 1")
+        return close("10.4", got[1], mean, rtol=1e-6, what="mean pooling",
+                     hint="sum H over the real tokens (multiply by the mask) and divide by their count")
     if exercise == "07.2":
         return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
                      hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")
@@ -354,4 +396,4 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1, 08.2, 09.1 and 09.2")
+                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1, 08.2, 09.1, 09.2 and 10.1-10.4")
