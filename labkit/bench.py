@@ -10,8 +10,8 @@ Table 4/5 figures and the individual-human-rater line computed from the rater fi
 
 Runs by hand, not in CI (about an hour on a 2-core CPU; much less on a GPU, which it uses when
 there is one). On a CPU the SmolLM2 rows use a stated, seeded subset of the test halves and of the
-training labels. Every finished (system, training domain) is cached, so an interrupted run resumes
-where it stopped. ``--quick`` runs everything on a tiny subset (the unit test does).
+training labels. Every finished system is cached, so an interrupted run resumes from the first
+system it had not finished. ``--quick`` runs everything on a tiny subset (the unit test does).
 """
 
 from __future__ import annotations
@@ -146,6 +146,8 @@ def few_shot(train: dict, test: dict, s: Settings) -> Predictions:
 def smollm_probe(train: dict, test: dict, s: Settings) -> Predictions:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     tok, lm = _smollm()
     layers = list(s.probe_layers)
     states = lambda df: llm.hidden_states(tok, lm, df.text.tolist(), layers=layers, max_length=256, progress=True)
@@ -154,13 +156,13 @@ def smollm_probe(train: dict, test: dict, s: Settings) -> Predictions:
     for src, tr in train.items():
         X, y = states(tr), tr.label.to_numpy()
         cv = min(5, int(np.bincount(y).min())) if np.bincount(y, minlength=3).min() >= 2 else 2
-        score = lambda i, p: cross_val_score(LogisticRegression(max_iter=2000), X[:, i, p], y, cv=cv,
-                                             scoring="f1_weighted").mean()
+        probe = lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))  # layers differ in scale
+        score = lambda i, p: cross_val_score(probe(), X[:, i, p], y, cv=cv, scoring="f1_weighted").mean()
         i, p = max(((i, p) for i in range(len(layers)) for p in range(len(llm.POOLINGS))), key=lambda ip: score(*ip))
-        clf = LogisticRegression(max_iter=2000).fit(X[:, i, p], y)
+        clf = probe().fit(X[:, i, p], y)
         out[src] = {d: clf.predict(H[:, i, p]).tolist() for d, H in tests.items()}
         out[src]["_choice"] = [layers[i], llm.POOLINGS[p]]
-        out[src]["_trainable"] = int(clf.coef_.size + clf.intercept_.size)
+        out[src]["_trainable"] = int(clf[-1].coef_.size + clf[-1].intercept_.size)
     return out
 
 
@@ -256,9 +258,12 @@ def _cpu_name() -> str:
 
 
 def _commit() -> str:
+    """The commit the code came from, marked when the working tree differs from it."""
+    git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True,
+                                       cwd=Path(__file__).parent, timeout=10).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+        head = git("rev-parse", "--short", "HEAD") or "unknown"
+        return head + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -325,8 +330,9 @@ def markdown(board: dict) -> str:
     llm_n = s["llm_test_n"]
     L += [f"Machine: {board['machine']['device name']} ({board['machine']['device']}, {board['machine']['cpu threads']} "
           f"threads), Python {board['machine']['python']}, torch {board['machine']['torch']}; commit `{board['commit']}`; "
-          f"started {board['started']}; wall time of this run {board['wall seconds'] / 60:.1f} min (systems read "
-          f"from the cache count their original time below).", "",
+          f"started {board['started']}; wall time of this invocation {board['wall seconds'] / 60:.1f} min; the systems' "
+          f"own times (the seconds column, kept from when each was first computed) add up to "
+          f"{sum(r['seconds'] for r in board['systems'].values()) / 60:.1f} min." + (f" Note: {board['note']}" if board.get("note") else ""), "",
           "Sizes: " + (f"**the SmolLM2 rows use a seeded subset: {llm_n} test sentences per domain and "
                        f"{s['llm_train_n']} training labels per domain** (`data.subsample(..., seed=0)`, stratified); "
                        if llm_n is not None else "all rows use the whole halves; ")
@@ -355,7 +361,8 @@ def markdown(board: dict) -> str:
         scored = [(c, n) for c, n in scored if c]
         if scored:
             c, n = max(scored, key=lambda cn: cn[0][0])
-            L.append(f"| {d} | {n} | {_cell(c)} | {c[0] - best5[d]:+.3f} | {c[0] - board['human rater'][d][0]:+.3f} |")
+            mark = " *" if board["systems"][n]["llm_subset"] and llm_n is not None else ""
+            L.append(f"| {d} | {n}{mark} | {_cell(c)} | {c[0] - best5[d]:+.3f} | {c[0] - board['human rater'][d][0]:+.3f} |")
     L += ["", "## Cross-domain (rows: trained on; columns: tested on)", ""]
     paper = {(src, d): float(PAPER_TABLE5.loc[[i for i in PAPER_TABLE5.index if f"({src})" in i], d].max())
              for src in DOMAINS for d in DOMAINS}
@@ -383,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny seeded subset (minutes), e.g. to test the bench")
     parser.add_argument("--out", default="results", help="folder for leaderboard.md and leaderboard.json")
     parser.add_argument("--system", action="append", choices=list(SYSTEMS), help="run only these (repeatable)")
+    parser.add_argument("--note", default="", help="a sentence about this run for the table (e.g. other load on the machine)")
     args = parser.parse_args(argv)
     settings = Settings.for_device(device.is_gpu(), args.quick)
     board = run(settings, args.system, log=lambda m: print(m, flush=True))
+    board["note"] = args.note
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.json").write_text(json.dumps(board, indent=1) + "\n", encoding="utf-8")

@@ -81,10 +81,10 @@ def prompt_parts(tokenizer, texts: Sequence[str], question: str = QUESTION, syst
     """
     texts, question = check_texts(texts), check_question(question)
     examples = check_examples(examples)
-    if not template:
-        shots = "".join(f"{question.format(text=t)}\nAnswer: {LABELS[y]}\n\n" for t, y in examples)
-        head = f"{system}\n\n" if system else ""
-        return head + shots, [f"{question.format(text=t)}\nAnswer:" for t in texts]
+    if not template:  # separators open each part, so the shared prefix ends on a word, not on whitespace
+        head = (system or "") + "".join(f"\n\n{question.format(text=t)}\nAnswer: {LABELS[y]}" for t, y in examples)
+        suffixes = [f"\n\n{question.format(text=t)}\nAnswer:" for t in texts]
+        return head, suffixes if head else [x.lstrip("\n") for x in suffixes]
     turns = [{"role": "system", "content": system}] if system else []
     for t, y in examples:
         turns += [{"role": "user", "content": question.format(text=t)}, {"role": "assistant", "content": LABELS[y]}]
@@ -131,34 +131,52 @@ def _next_token_logits(lm, tokenizer, prefix: str, suffixes: list[str], batch_si
 
 def label_probabilities(tokenizer, lm, texts: Sequence[str], question: str = QUESTION,
                         system: str | None = SYSTEM, examples: Sequence[tuple[str, int]] = (),
-                        template: bool = True, words: Sequence[str] = LABELS, batch_size: int = 8,
-                        cache: bool = True, progress: bool = False) -> np.ndarray:
+                        template: bool = True, words: Sequence[str] | None = None, batch_size: int = 8,
+                        cache: bool = True, progress: bool = False, return_mass: bool = False):
     """``(n, 3)`` class probabilities from label-word scoring (the module docstring's formula).
 
-    Column ``c`` is class ``LABELS[c]``; ``words`` are the answer words scored for each class.
+    Column ``c`` is class ``LABELS[c]``; ``words`` are the answer words scored for each class
+    (default: the labels, after a space in a plain-text prompt, where the answer follows "Answer:").
+    With ``return_mass=True`` also the total probability the model puts on the three words,
+    ``sum_k P(w_k | prompt)`` -- how much it "wants" to answer with a label at all.
     Results are cached on disk, keyed by the model, the whole prompt and the texts."""
+    words = words if words is not None else LABELS if template else [" " + w for w in LABELS]
     ids = label_token_ids(tokenizer, words)
-    prefix, suffixes = prompt_parts(tokenizer, texts, question, system, examples, template)
-    key = {"model": lm.config.name_or_path, "prefix": prefix, "suffixes": texts_hash(suffixes), "ids": ids,
+    prefix, suffixes = _split_checked(tokenizer, *prompt_parts(tokenizer, texts, question, system, examples, template))
+    key = {"model": lm.config.name_or_path, "prefix": prefix, "suffixes": texts_hash(suffixes), "ids": ids, "v": 2,
            "weights": _weights_digest(lm)}
     path = cache_dir() / "llm" / f"labelprobs_{texts_hash([json.dumps(key, sort_keys=True)])}.npy"
-    if cache and (hit := _load(path, (len(suffixes), len(ids)))) is not None:
-        return hit
-    logits = _next_token_logits(lm, tokenizer, prefix, suffixes, batch_size, progress)
-    probs = torch.softmax(logits, -1)[:, ids].double().numpy()
-    probs = probs / probs.sum(1, keepdims=True)
-    if cache:
-        _save(path, probs)
-    return probs
+    if not (cache and (raw := _load(path, (len(suffixes), len(ids)))) is not None):
+        logits = _next_token_logits(lm, tokenizer, prefix, suffixes, batch_size, progress)
+        raw = torch.softmax(logits.double(), -1)[:, ids].numpy()     # P(w_c | prompt), not renormalised
+        if cache:
+            _save(path, raw)
+    mass = raw.sum(1)
+    return (raw / mass[:, None], mass) if return_mass else raw / mass[:, None]
+
+
+def _split_checked(tokenizer, prefix: str, suffixes: list[str]) -> tuple[str, list[str]]:
+    """Keep the shared prefix only if tokenising it separately gives the same tokens as tokenising
+    each whole prompt (a tokenizer may merge across the boundary); otherwise run whole prompts."""
+    if not prefix:
+        return prefix, suffixes
+    enc = lambda t: tokenizer(t, add_special_tokens=False).input_ids
+    head = enc(prefix)
+    for s in suffixes:
+        if enc(prefix + s) != head + enc(s):
+            return "", [prefix + x for x in suffixes]
+    return prefix, suffixes
 
 
 def calibrate(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Divide out the prompt's own preference for each label and renormalise (contextual
-    calibration, Zhao et al. 2021)::
+    """Divide out the prompt's own preference for each label and renormalise, as in contextual
+    calibration (Zhao et al. 2021)::
 
         q(c | x) = (p(c | x) / pi_c) / sum_k (p(k | x) / pi_k)
 
-    ``pi`` is the mean of ``p`` over unlabelled sentences of the task (no labels needed)."""
+    Zhao et al. estimate ``pi`` from a content-free input ("N/A"); estimating it as the mean of ``p``
+    over unlabelled sentences of the task, as lesson 10 does, is batch calibration (Zhou et al. 2024).
+    That ``pi`` also contains the task's real class shares, which calibration then flattens."""
     probs, prior = np.asarray(probs, dtype=float), np.asarray(prior, dtype=float)
     if probs.ndim != 2 or prior.shape != (probs.shape[1],):
         raise ValueError(f"calibrate needs probs of shape (n, k) and a prior of shape (k,), got "
@@ -206,7 +224,9 @@ def hidden_states(tokenizer, lm, texts: Sequence[str], layers: Sequence[int] | N
     * ``mean``: the mean over the sentence's tokens, ``e = (1/T) sum_t h_t``.
 
     ``layers`` index ``output_hidden_states`` (0 = embeddings, L = last layer); default all. The raw
-    sentence is fed (no prompt). Sentences longer than ``max_length`` tokens are refused."""
+    sentence is fed (no prompt). Sentences longer than ``max_length`` tokens are refused. Note that
+    transformers returns the LAST layer after the model's final normalisation and the others as the
+    raw residual stream, so their scales differ: standardise features before a probe."""
     texts = check_texts(texts)
     n_layers = lm.config.num_hidden_layers
     layers = list(range(n_layers + 1)) if layers is None else [int(i) for i in layers]
@@ -313,6 +333,41 @@ def prompt_loader(tokenizer, texts: Sequence[str], labels: Sequence[int] | None 
 
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(items, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+
+
+class MemoryPeak:
+    """``with MemoryPeak() as m: ...`` then ``m.mb``: the peak memory while the block ran.
+
+    On CUDA the peak GPU memory allocated (the counter is reset on entry); on Linux the peak resident
+    memory of the process (``VmHWM``, reset on entry through ``/proc/self/clear_refs``) -- everything the
+    process holds, including models loaded before the block; elsewhere the process's lifetime peak."""
+
+    def __enter__(self) -> "MemoryPeak":
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        self.mb = float("nan")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.mb = _current_peak_mb()
+
+
+def _current_peak_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_memory_mb()
 
 
 def peak_memory_mb() -> float:

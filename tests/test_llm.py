@@ -19,8 +19,8 @@ def smollm():
     return models.load_llm("cpu")
 
 
-def _whole_prompt_probs(tok, lm, prompts: list[str]) -> np.ndarray:
-    ids = llm.label_token_ids(tok)
+def _whole_prompt_probs(tok, lm, prompts: list[str], words=llm.LABELS) -> np.ndarray:
+    ids = llm.label_token_ids(tok, words)
     out = []
     with torch.no_grad():
         for p in prompts:
@@ -30,13 +30,17 @@ def _whole_prompt_probs(tok, lm, prompts: list[str]) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.parametrize("template", [True, False])
 @pytest.mark.parametrize("shots", [0, 2])
-def test_prefix_cache_equals_whole_prompts(smollm, shots):
+def test_prefix_cache_equals_whole_prompts(smollm, shots, template):
     tok, lm = smollm
     examples = [("Great phone, works well.", 2), ("Awful. Broke in a day.", 0)][:shots]
-    prefix, suffixes = llm.prompt_parts(tok, TEXTS, examples=examples)
-    got = llm.label_probabilities(tok, lm, TEXTS, examples=examples, cache=False, batch_size=2)
-    want = _whole_prompt_probs(tok, lm, [prefix + s for s in suffixes])
+    prefix, suffixes = llm.prompt_parts(tok, TEXTS, examples=examples, template=template)
+    enc = lambda t: tok(t, add_special_tokens=False).input_ids
+    assert all(enc(prefix + s) == enc(prefix) + enc(s) for s in suffixes)   # the split is token-exact
+    words = llm.LABELS if template else [" " + w for w in llm.LABELS]
+    got = llm.label_probabilities(tok, lm, TEXTS, examples=examples, template=template, cache=False, batch_size=2)
+    want = _whole_prompt_probs(tok, lm, [prefix + s for s in suffixes], words)
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert np.allclose(got.sum(1), 1)
 
@@ -48,6 +52,19 @@ def test_prompt_shows_template_and_examples(smollm):
     assert suffixes[0].endswith("<|im_start|>assistant\n") and TEXTS[0] in suffixes[0]
     plain, plain_suffixes = llm.prompt_parts(tok, TEXTS[:1], template=False)
     assert "<|im_start|>" not in plain + plain_suffixes[0] and plain_suffixes[0].endswith("Answer:")
+    assert llm.prompt_parts(tok, TEXTS[:1], system=None, template=False) == ("", [plain_suffixes[0].lstrip("\n")])
+
+
+def test_mass_and_memory_peak(smollm):
+    tok, lm = smollm
+    probs, mass = llm.label_probabilities(tok, lm, TEXTS, cache=False, return_mass=True)
+    assert probs.shape == (3, 3) and ((0 < mass) & (mass <= 1)).all()
+    with llm.MemoryPeak() as small:
+        np.ones(1000)
+    with llm.MemoryPeak() as big:
+        block = np.ones(100_000_000)                 # 800 MB, touched
+        del block
+    assert big.mb > small.mb + 500
 
 
 def test_label_classifier_matches_label_probabilities(smollm):
