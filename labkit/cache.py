@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -314,6 +315,30 @@ def read_file(path: Path) -> bytes | None:
         warnings.warn(f"cached file {path} has no hash record or does not match its recorded hash; "
                       "recomputing it", stacklevel=2)
     return payload
+
+
+def read_array(path: Path, shape: tuple[int, ...], dtype: str | None = None):
+    """A cached ``.npy`` array (no pickles) if it matches its recorded hash, ``shape`` (and ``dtype``)
+    and holds only finite numbers, else ``None`` -- recompute it and :func:`write_array` it again."""
+    import numpy as np
+    payload = read_file(path)
+    if payload is None:
+        return None
+    try:
+        arr = np.load(io.BytesIO(payload), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.shape != tuple(shape) or (dtype is not None and arr.dtype != dtype) or not np.isfinite(arr).all():
+        return None
+    return arr
+
+
+def write_array(path: Path, arr) -> Path:
+    """Write ``arr`` as a ``.npy`` entry with :func:`write_file` (atomic, hash-recorded)."""
+    import numpy as np
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return write_file(path, buf.getvalue())
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ Taught in lesson 03 (and used by lessons 04, 06, 08, 09, 11).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 import torch
 
 from labkit import models
-from labkit.cache import cache_dir, read_file, write_file
+from labkit.cache import cache_dir, read_array, write_array
 from labkit.device import pick_device
 
 MODEL_ID = "all-MiniLM-L6-v2"
@@ -212,22 +211,11 @@ def cache_path(texts: Sequence[str], layer: int, pooling: str, max_length: int) 
 
 def _load_cached(path: Path, n: int) -> np.ndarray | None:
     """The cached array if it matches its recorded SHA-256 and shape, else ``None`` (recomputed)."""
-    payload = read_file(path)
-    if payload is None:
-        return None
-    try:
-        arr = np.load(io.BytesIO(payload), allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    if arr.shape != (n, DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
-        return None
-    return arr
+    return read_array(path, (n, DIM), np.float32)
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-    write_file(path, buf.getvalue())
+    write_array(path, np.asarray(arr, dtype=np.float32))
 
 
 def embed(texts: Sequence[str] | pd.DataFrame, layer: int = -1, pooling: str = "mean", max_length: int = 128,

@@ -15,7 +15,6 @@ same probabilities as running each whole prompt (tested) at a fraction of the co
 from __future__ import annotations
 
 import copy
-import io
 import json
 import warnings
 from typing import Sequence
@@ -26,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from labkit.cache import cache_dir, read_file, write_file
+from labkit.cache import cache_dir, read_array, write_array
 from labkit.classifier import check_labels
 from labkit.data import LABELS
 from labkit.features import check_texts, texts_hash
@@ -146,11 +145,11 @@ def label_probabilities(tokenizer, lm, texts: Sequence[str], question: str = QUE
     key = {"model": lm.config.name_or_path, "prefix": prefix, "suffixes": texts_hash(suffixes), "ids": ids, "v": 2,
            "weights": _weights_digest(lm)}
     path = cache_dir() / "llm" / f"labelprobs_{texts_hash([json.dumps(key, sort_keys=True)])}.npy"
-    if not (cache and (raw := _load(path, (len(suffixes), len(ids)))) is not None):
+    if not (cache and (raw := read_array(path, (len(suffixes), len(ids)))) is not None):
         logits = _next_token_logits(lm, tokenizer, prefix, suffixes, batch_size, progress)
         raw = torch.softmax(logits.double(), -1)[:, ids].numpy()     # P(w_c | prompt), not renormalised
         if cache:
-            _save(path, raw)
+            write_array(path, raw)
     mass = raw.sum(1)
     return (raw / mass[:, None], mass) if return_mass else raw / mass[:, None]
 
@@ -195,23 +194,6 @@ def _weights_digest(model: nn.Module) -> str:
     return texts_hash([json.dumps(parts)])
 
 
-def _load(path, shape: tuple[int, ...]) -> np.ndarray | None:
-    payload = read_file(path)
-    if payload is None:
-        return None
-    try:
-        arr = np.load(io.BytesIO(payload), allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None
-    return arr if arr.shape == shape and np.isfinite(arr).all() else None
-
-
-def _save(path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    write_file(path, buf.getvalue())
-
-
 @torch.no_grad()
 def hidden_states(tokenizer, lm, texts: Sequence[str], layers: Sequence[int] | None = None,
                   max_length: int = 64, batch_size: int = 16, cache: bool = True,
@@ -241,7 +223,7 @@ def hidden_states(tokenizer, lm, texts: Sequence[str], layers: Sequence[int] | N
            "weights": _weights_digest(lm)}
     path = cache_dir() / "llm" / f"hidden_{texts_hash([json.dumps(key, sort_keys=True)])}.npy"
     shape = (len(texts), len(layers), len(POOLINGS), lm.config.hidden_size)
-    if cache and (hit := _load(path, shape)) is not None:
+    if cache and (hit := read_array(path, shape)) is not None:
         return hit
     dev = next(lm.parameters()).device
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
@@ -262,7 +244,7 @@ def hidden_states(tokenizer, lm, texts: Sequence[str], layers: Sequence[int] | N
     arr = np.empty(shape, dtype=np.float32)
     arr[order] = torch.cat(out).numpy()
     if cache:
-        _save(path, arr)
+        write_array(path, arr)
     return arr
 
 
