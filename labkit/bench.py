@@ -258,12 +258,14 @@ def _cpu_name() -> str:
 
 
 def _commit() -> str:
-    """The commit the code came from, marked when the working tree differs from it."""
+    """The commit the code came from, marked when the working tree differs from it (results/ aside:
+    rewriting the leaderboard is what this command does)."""
     git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent, timeout=10).stdout.strip()
+                                       cwd=Path(__file__).resolve().parents[1], timeout=10).stdout.strip()
     try:
         head = git("rev-parse", "--short", "HEAD") or "unknown"
-        return head + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+        return head + (" with uncommitted changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
