@@ -341,6 +341,7 @@ class MemoryPeak:
 
 
 def _current_peak_mb() -> float:
+    """The peak since the last reset: CUDA memory allocated, else Linux's VmHWM, else ``ru_maxrss``."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     try:
@@ -349,16 +350,7 @@ def _current_peak_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return peak_memory_mb()
-
-
-def peak_memory_mb() -> float:
-    """The process's peak resident memory so far (MB; Linux/macOS ``ru_maxrss``), or on CUDA the peak
-    GPU memory allocated -- reset it with ``torch.cuda.reset_peak_memory_stats()`` between arms."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
     import resource
     import sys
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss        # the lifetime peak: cannot be reset
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
