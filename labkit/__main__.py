@@ -1,4 +1,4 @@
-"""Command line: ``python -m labkit doctor | fetch | student | workspace | grade``."""
+"""Command line: ``python -m labkit doctor | fetch | run | runs | student | workspace | grade``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,25 @@ def main(argv: list[str] | None = None) -> int:
                        help="run only the exercise-setup cell and the exercise cells (fast)")
     grade.add_argument("--json", action="store_true", help="print the scores as JSON")
     grade.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    run = sub.add_parser("run", help="run a configuration file (TOML/YAML), record it in MLflow, apply its gate; "
+                         "exit 0 = promoted, 3 = rejected, 2 = bad configuration (1: it crashed)")
+    run.add_argument("config", help="the run's configuration, e.g. configs/tfidf_tweets.toml")
+    run.add_argument("--tracking-uri", default=None, help="MLflow store (default: $LABKIT_TRACKING_URI, "
+                     "$MLFLOW_TRACKING_URI, else a SQLite file in the labkit cache)")
+    run.add_argument("--no-track", action="store_true", help="do not record the run")
+    run.add_argument("--json", default=None, help="also write the run's metrics and decision to this JSON file")
+    runs = sub.add_parser("runs", help="compare the recorded runs of an experiment")
+    runs.add_argument("--experiment", default="transfer-lab")
+    runs.add_argument("--tracking-uri", default=None)
     args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return run_config(args.config, args.tracking_uri, not args.no_track, args.json)
+    if args.command == "runs":
+        from labkit import tracking
+        with pd_options():
+            print(tracking.runs(args.experiment, args.tracking_uri).to_string(index=False) or "no runs recorded yet")
+        return 0
 
     if args.command in ("student", "workspace", "grade"):
         try:
@@ -52,6 +70,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if print_report() else 1
 
     return run_fetch(convert=not args.no_convert)
+
+
+def pd_options():
+    import pandas as pd
+    return pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3)
+
+
+def run_config(path: str, uri: str | None, track: bool, json_path: str | None) -> int:
+    """``python -m labkit run CONFIG``: validate, run (data parallel under ``accelerate launch``), record
+    in MLflow from the first process, print the result; exit 0 when the gate promotes, 3 when it rejects (1 stays Python's code for a crash)."""
+    import json
+    from pathlib import Path
+
+    from labkit import framework
+
+    try:
+        config = framework.load_config(path)
+        result = framework.run(config, log=lambda m: print(m, flush=True) if framework.is_main_process() else None)
+    except framework.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if framework.is_main_process():
+        if track:
+            from labkit import tracking
+            result.run_id = tracking.log_run(result, Path(path).read_text(encoding="utf-8"), uri)
+        print(result)
+        if result.run_id:
+            print(f"recorded as MLflow run {result.run_id} (experiment {config.experiment!r}); "
+                  f"compare runs: python -m labkit runs --experiment {config.experiment}")
+        if json_path:
+            Path(json_path).write_text(json.dumps({"run_id": result.run_id, "decision": result.decision,
+                                                   "reasons": result.reasons, "metrics": result.metrics(),
+                                                   "processes": result.processes, "data_hash": result.data_hash},
+                                                  indent=1) + "\n")
+    framework.leave_together()
+    return 0 if result.decision == "promote" else 3
 
 
 def run_fetch(convert: bool = True) -> int:
