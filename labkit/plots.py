@@ -165,3 +165,36 @@ def label_balance(df: pd.DataFrame, labels: Sequence[str] = LABELS, ax: Axes | N
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
+
+
+def reliability_diagram(P: np.ndarray, y: Sequence[int], n_bins: int = 10, ax: Axes | None = None,
+                        label: str = "model", color: str = "C0", title: str = "Reliability diagram",
+                        size_ref: float | None = None) -> Axes:
+    """Reliability diagram: for each equal-width confidence bin, the share of its sentences predicted right
+    against their mean confidence (one dot per non-empty bin, its area proportional to the bin's count),
+    beside the diagonal ``accuracy = confidence`` of a calibrated model; below the diagonal is overconfident.
+    The legend gives the expected calibration error (``labkit.calibration``). Call it twice on one Axes to
+    draw a model before and after calibration, with the same ``size_ref`` (the bin count drawn at the largest
+    size; default: this call's largest bin) so that the two calls' dot areas are on one scale. Taught in lesson 11.
+    """
+    from labkit.calibration import expected_calibration_error, reliability
+
+    table = reliability(P, y, n_bins)
+    full = table[table["count"] > 0]
+    ece = expected_calibration_error(P, y, n_bins)
+    ax = _axes(ax, (4.5, 4.2))
+    if not any(line.get_label().startswith("calibrated") for line in ax.lines):
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated (accuracy = confidence)")
+    ax.plot(full["confidence"], full["accuracy"], "-", color=color, lw=1.5)
+    ref = full["count"].max() if size_ref is None else size_ref
+    if ref <= 0:
+        raise ValueError(f"size_ref must be positive, got {size_ref}")
+    ax.scatter(full["confidence"], full["accuracy"], s=400 * full["count"] / ref, color=color,
+               alpha=0.6, label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean confidence in the bin (top predicted probability, 0–1)")
+    ax.set_ylabel("share predicted right in the bin (0–1)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", markerscale=0.5)
+    return ax
