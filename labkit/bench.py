@@ -96,6 +96,34 @@ def minilm_probe(train: dict, test: dict, s: Settings) -> Predictions:
     return out
 
 
+def stacked_ensemble(train: dict, test: dict, s: Settings) -> Predictions:
+    """Lesson 11's stacking: logistic regressions on VADER's four scores, on TF-IDF (C = 10) and on frozen MiniLM
+    embeddings, combined by a logistic regression fitted on their 5-fold out-of-fold probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from labkit import ensemble
+    members = [(lambda: LogisticRegression(max_iter=2000), lambda df: baselines.vader_features(df.text)),
+               (lambda: baselines.logistic_regression(C=10.0), lambda df: df.text.to_numpy()),
+               (lambda: LogisticRegression(max_iter=3000), lambda df: features.embed(df.text.tolist()))]
+    head = lambda model: model[-1] if hasattr(model, "steps") else model
+
+    def three(P: np.ndarray, classes) -> np.ndarray:   # a domain may lack a class (e.g. --quick): its column is 0
+        full = np.zeros((len(P), len(data.LABELS)))
+        full[:, np.asarray(classes)] = P
+        return full
+
+    out = {}
+    for src, tr in train.items():
+        y = tr.label.to_numpy()
+        oof = [three(ensemble.out_of_fold_proba(make(), X(tr), y, folds=5, seed=0), np.unique(y)) for make, X in members]
+        fitted = [make().fit(X(tr), y) for make, X in members]
+        meta = ensemble.fit_stacker(oof, y)
+        out[src] = {d: meta.classes_[ensemble.stack(meta, [three(m.predict_proba(X(t)), m.classes_)
+                                                           for m, (_, X) in zip(fitted, members)]).argmax(1)].tolist()
+                    for d, t in test.items()}
+        out[src]["_trainable"] = int(sum(head(m).coef_.size + head(m).intercept_.size for m in fitted + [meta]))
+    return out
+
+
 def minilm_finetuned(train: dict, test: dict, s: Settings) -> Predictions:
     from labkit import classifier, train as training
     out = {}
@@ -105,6 +133,32 @@ def minilm_finetuned(train: dict, test: dict, s: Settings) -> Predictions:
         loader = classifier.make_loader(tr.text, tr.label, tokenizer, max_length=64, batch_size=32,
                                         shuffle=True, seed=0)
         training.fit(net, loader, epochs=s.finetune_epochs, lr=5e-5, warmup=0.1, progress=True)
+        out[src] = {d: training.predict(net, classifier.make_loader(t.text, None, tokenizer, max_length=64,
+                                                                    batch_size=64), classes=True).tolist()
+                    for d, t in test.items()}
+        out[src]["_trainable"] = models.count_parameters(net, trainable_only=True)
+    return out
+
+
+def distilled_student(train: dict, test: dict, s: Settings) -> Predictions:
+    """Lesson 12: MiniLM's first 2 layers (pretrained, new head) distilled on the domain's training half (its labels
+    unused: soft targets only, T = 2, alpha = 1; 1 epoch, lr 2e-4, warm-up 0.1, batch 32, max length 64) from a
+    teacher fine-tuned exactly as "MiniLM fine-tuned (all layers)", trained through ``runcache.fit_cached`` so a
+    re-run reads the teacher (and the student) back."""
+    from labkit import classifier, distill, runcache, train as training
+    out = {}
+    for src, tr in train.items():
+        device.seed_everything(0)
+        tokenizer, teacher = classifier.load_classifier()
+        loader = classifier.make_loader(tr.text, tr.label, tokenizer, max_length=64, batch_size=32, shuffle=True, seed=0)
+        runcache.fit_cached(teacher, loader, epochs=s.finetune_epochs, lr=5e-5, warmup=0.1, progress=True)
+        logits = training.predict(teacher, classifier.make_loader(tr.text, None, tokenizer, max_length=64, batch_size=64))
+        del teacher
+        device.seed_everything(0)
+        _, net = distill.student(2)
+        transfer = distill.transfer_loader(tr.text, logits, tokenizer, max_length=64, batch_size=32, shuffle=True, seed=0)
+        runcache.fit_cached(net, transfer, epochs=1, lr=2e-4, warmup=0.1, loss_fn=distill.DistillationLoss(T=2.0, alpha=1.0),
+                            progress=True)
         out[src] = {d: training.predict(net, classifier.make_loader(t.text, None, tokenizer, max_length=64,
                                                                     batch_size=64), classes=True).tolist()
                     for d, t in test.items()}
@@ -185,6 +239,8 @@ SYSTEMS: dict[str, tuple[Callable, bool]] = {
     "TF-IDF + logistic regression": (tfidf, False),
     "MiniLM probe (frozen, mean-pooled)": (minilm_probe, False),
     "MiniLM fine-tuned (all layers)": (minilm_finetuned, False),
+    "Stacked ensemble (VADER + TF-IDF + MiniLM probe)": (stacked_ensemble, False),
+    "Distilled student (2-layer MiniLM)": (distilled_student, False),
     "SmolLM2 zero-shot": (zero_shot, True),
     "SmolLM2 zero-shot, calibrated prior": (zero_shot_calibrated, True),
     "SmolLM2 few-shot": (few_shot, True),
@@ -370,7 +426,13 @@ def markdown(board: dict) -> str:
           f"(seed 0) of {s['shots']} examples from the domain's training half, uncalibrated (lesson 10 shows such "
           "draws vary a lot); SmolLM2 probe = standardised logistic regression on the hidden state of a layer and "
           "pooling chosen by 5-fold cross-validation on the training labels; LoRA = r 8 on q_proj/v_proj, "
-          f"{s['lora_epochs']} epochs, lr 1e-3, batch 8, label-word loss."]
+          f"{s['lora_epochs']} epochs, lr 1e-3, batch 8, label-word loss."
+          + (" Distilled student = MiniLM's first 2 layers (pretrained, new head) trained for 1 epoch (lr 2e-4) on the "
+             "soft targets (T = 2, no hard labels) of a teacher fine-tuned like the MiniLM row, over the training half "
+             "(lesson 12)." if "Distilled student (2-layer MiniLM)" in board["systems"] else "")
+          + (" Stacked ensemble = logistic regressions on VADER's four scores, on TF-IDF and on frozen MiniLM "
+             "embeddings, combined by a logistic regression fitted on their 5-fold out-of-fold probabilities "
+             "(lesson 11)." if "Stacked ensemble (VADER + TF-IDF + MiniLM probe)" in board["systems"] else "")]
     paper_best = {d: max(best5[d], float(PAPER_TABLE4.loc[d, "VADER (2014)"])) for d in DOMAINS}
     L += ["", "## Gaps", "", "The paper's best system per domain is the better of its VADER (Table 4) and its best classic "
           "model trained on that domain (Table 5). " + ("Only rows scored on the whole test halves are ranked here; "

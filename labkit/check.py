@@ -248,6 +248,95 @@ def _ref_10_4(H, mask) -> tuple[np.ndarray, np.ndarray]:
     return last, (H * m[..., None]).sum(1) / m.sum(1, keepdims=True)
 
 
+def _ref_11_1(probas, weights) -> np.ndarray:
+    P, w = np.asarray(probas, dtype=float), np.asarray(weights, dtype=float)
+    return sum(w[m] * P[m] for m in range(len(w))).argmax(1)
+
+
+def _ref_11_2(P, y) -> float:
+    P, y = np.asarray(P, dtype=float), np.asarray(y)
+    total = 0.0
+    for low in np.arange(10) / 10:
+        inside = (P.max(1) > low) & (P.max(1) <= low + 0.1 + 1e-12)
+        if inside.any():
+            total += inside.mean() * abs((P[inside].argmax(1) == y[inside]).mean() - P[inside].max(1).mean())
+    return float(total)
+
+
+def _ref_11_3(logits, y) -> float:
+    from scipy.optimize import minimize_scalar
+
+    Z, y = np.asarray(logits, dtype=float), np.asarray(y)
+
+    def nll(log_t: float) -> float:
+        z = Z / np.exp(log_t)
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.01), np.log(100)), method="bounded",
+                                        options={"xatol": 1e-8}).x))
+
+
+def _check_13_1(config) -> None:
+    from labkit import framework
+    if not isinstance(config, framework.RunConfig):
+        return report("13.1", False, f"expected the RunConfig that framework.parse_config returns, got {type(config).__name__}",
+                      "ex_config = framework.parse_config(ex_text)")
+    d = config.data
+    wanted = {"name": "amazon-to-nyt", "train_domains": ["amazon"], "test domains": ["amazon", "nyt"], "train_n": 200, "test_n": 150,
+              "method": "tfidf", "seeds": [0, 1, 2], "min_f1": 0.5, "beat_majority": True}
+    got = {"name": config.name, "train_domains": d.train_domains, "test domains": sorted(d.test_domains), "train_n": d.train_n,
+           "test_n": d.test_n, "method": config.model.method, "seeds": sorted(config.evaluation.seeds),
+           "min_f1": config.gate.min_f1, "beat_majority": config.gate.beat_majority}
+    wrong = [f"{k} is {got[k]!r}, expected {v!r}" for k, v in wanted.items() if got[k] != v]
+    report("13.1", not wrong, "; ".join(wrong) or "a valid configuration of the amazon → nyt run",
+           "the [data], [model], [evaluation] and [gate] sections as in configs/tfidf_tweets.toml")
+
+
+def _check_13_2(run_id, config) -> None:
+    from labkit import framework, tracking
+    mlflow, _ = tracking._mlflow(None)
+    try:
+        stored = mlflow.get_run(str(run_id))
+    except Exception:
+        return report("13.2", False, f"no MLflow run with id {run_id!r} in the tracker",
+                      "ex_run_id = tracking.log_run(ex_result, ex_text) returns the id")
+    if stored.data.params.get("train_domains") != ",".join(config.data.train_domains):
+        return report("13.2", False, "the recorded run is not a run of ex_config (its training domains differ)",
+                      "run ex_config, then record that result")
+    again = framework.run(config, log=lambda m: None)
+    keys = [f"f1.{d}" for d in config.data.test_domains]
+    close("13.2", [stored.data.metrics.get(k, np.nan) for k in keys], [again.metrics()[k] for k in keys], rtol=1e-9,
+          what="the recorded F1 of each test domain (re-run here from the same configuration)",
+          hint="record the result of framework.run(ex_config) without changing it")
+
+
+def _ref_13_3(table) -> str:
+    return table[table["gap low"] <= 0]["latency ms"].idxmin()
+
+
+def _ref_12_1(logits, T) -> np.ndarray:
+    z = np.asarray(logits, dtype=float) / T
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _ref_12_2(student, teacher, labels, T, alpha) -> float:
+    log_softmax = lambda z: z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+    zs, zt, y = np.asarray(student, dtype=float), np.asarray(teacher, dtype=float), np.asarray(labels)
+    log_pt, log_ps = log_softmax(zt / T), log_softmax(zs / T)
+    kl = (np.exp(log_pt) * (log_pt - log_ps)).sum(1).mean()
+    ce = -log_softmax(zs)[np.arange(len(y)), y].mean()
+    return float(alpha * T ** 2 * kl + (1 - alpha) * ce)
+
+
+def _ref_12_3(k, dims) -> int:
+    d, f, c = dims["width"], dims["ffn"], dims["classes"]
+    embeddings = (dims["vocab"] + dims["positions"] + dims["token_types"]) * d + 2 * d
+    layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d
+    return int(embeddings + k * layer + d * c + c)
+
+
 _PAIR_OF_F1 = (("a", "b"), "a tuple (a, b) of two F1 values")
 # exercises whose answer is a tuple: its parts, and the hint shown when the shape is wrong
 _TUPLES = {
@@ -301,7 +390,21 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
     * ``"10.2"`` -- the label words' probabilities from next-token logits (``given``: ``logits``, ``ids``);
     * ``"10.3"`` -- LoRA's trainable parameter count ``n_layers · Σ r (d_in + d_out)`` (``given``: ``r``,
       ``n_layers``, ``shapes``);
-    * ``"10.4"`` -- ``(last, mean)`` pooling of right-padded hidden states (``given``: ``H``, ``mask``).
+    * ``"10.4"`` -- ``(last, mean)`` pooling of right-padded hidden states (``given``: ``H``, ``mask``);
+    * ``"11.1"`` -- the class of each sentence under weighted soft voting (``given``: ``probas``, members ×
+      sentences × classes, and ``weights``);
+    * ``"11.2"`` -- the expected calibration error with 10 equal-width bins (``given``: ``P``, ``y``);
+    * ``"11.3"`` -- the temperature that minimises the negative log-likelihood, within 1 % (``given``:
+      ``logits``, ``y``);
+    * ``"12.1"`` -- the soft targets ``softmax(logits / T)``, one row per sentence (``given``: ``logits``, ``T``);
+    * ``"12.2"`` -- the distillation loss ``α T² KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α) CE(y, z_s)``,
+      batch mean (``given``: ``student``, ``teacher``, ``labels``, ``T``, ``alpha``);
+    * ``"12.3"`` -- the parameter count of MiniLM cut to ``k`` layers with a new head, no pooler (``given``:
+      ``k``, ``dims``);
+    * ``"13.1"`` -- a :class:`labkit.framework.RunConfig` of the amazon → nyt TF-IDF run (``got`` only);
+    * ``"13.2"`` -- the MLflow run id of that configuration's run; its recorded F1 is compared with a re-run
+      (``given``: ``config``);
+    * ``"13.3"`` -- the fastest method whose paired interval of F1(best) − F1(method) reaches 0 (``given``: ``table``).
     """
     if exercise in _TUPLES and not (isinstance(got, tuple) and len(got) == len(_TUPLES[exercise][0])):
         shape, hint = _TUPLES[exercise]
@@ -379,6 +482,27 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
               hint="with right padding the last real token of row i is at mask[i].sum() - 1")
         return close("10.4", got[1], mean, rtol=1e-6, what="mean pooling",
                      hint="sum H over the real tokens (multiply by the mask) and divide by their count")
+    if exercise == "11.1":
+        return close("11.1", got, _ref_11_1(**given), rtol=0, what="the weighted soft vote's class of each sentence",
+                     hint="sum over members of weight * probabilities (one row per sentence), then argmax per row")
+    if exercise == "11.2":
+        return close("11.2", got, _ref_11_2(**given), rtol=1e-6, what="the expected calibration error",
+                     hint="confidence = max probability; bin b holds confidences in (b/10, (b+1)/10]; "
+                          "sum over bins of (share of sentences) * |accuracy - mean confidence|")
+    if exercise == "11.3":
+        return close("11.3", got, _ref_11_3(**given), rtol=0.01, what="the NLL-optimal temperature",
+                     hint="minimise -mean(log softmax(logits / T)[i, y_i]) over T > 0, e.g. on a fine grid of log T")
+    if exercise == "12.1":
+        return close("12.1", got, _ref_12_1(**given), rtol=1e-6, what="the soft targets at this temperature",
+                     hint="divide the logits by T first, then a softmax over each row (subtract the row max for stability)")
+    if exercise == "12.2":
+        return close("12.2", got, _ref_12_2(**given), rtol=1e-6, what="the distillation loss",
+                     hint="KL(p_t || p_s) = sum p_t (log p_t - log p_s) at temperature T, times alpha T^2; "
+                          "plus (1 - alpha) times the cross-entropy at T = 1; both averaged over the sentences")
+    if exercise == "12.3":
+        return close("12.3", got, _ref_12_3(**given), rtol=0, what="the k-layer student's parameters",
+                     hint="embeddings (vocab + positions + token types) x d + a LayerNorm; per layer 4(d^2 + d) + "
+                          "2df + f + d + two LayerNorms (2d each); the head d x 3 + 3")
     if exercise == "07.2":
         return close("07.2", got, _ref_07_2(**given), rtol=1e-9, what="the class shares after one EM step",
                      hint="p(y|x) ∝ p_s(y|x) · π(y) / π_s(y), each row normalised, then the mean over the rows")
@@ -395,5 +519,12 @@ def answer(exercise: str, got: Any, **given: Any) -> None:
         hint = ("the old head is fitted on X_old_train and predicts X_new_test; the refitted one is fitted on X_new_train"
                 if exercise == "05.5" else "stack X_source on X_target (and their labels) for the first head")
         return close(exercise, [float(v) for v in got], list(reference), what=what, rtol=1e-9, hint=hint)
+    if exercise == "13.1":
+        return _check_13_1(got)
+    if exercise == "13.2":
+        return _check_13_2(got, **given)
+    if exercise == "13.3":
+        return equal("13.3", got, _ref_13_3(**given), what="the recommended method",
+                     hint="keep the rows whose gap low is at most 0, then take the one with the lowest latency")
     raise ValueError(f"no reference answer for exercise {exercise!r}; check.answer knows 00.2, 01.3, 03.3, 04.2, "
-                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1, 08.2, 09.1, 09.2 and 10.1-10.4")
+                     "05.5, 05.6, 06.1, 06.2, 07.1, 07.2, 07.3, 07.4, 08.1, 08.2, 09.1, 09.2, 10.1-10.4, 11.1-11.3, 12.1-12.3 and 13.1-13.3")
