@@ -24,17 +24,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from labkit.ensemble import check_probabilities
+from labkit.ensemble import check_labels, check_probabilities
 from labkit.metrics import bootstrap_counts
-
-
-def _labels(y: Sequence[int], n: int, n_classes: int, who: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise ValueError(f"{who}: {n} rows of probabilities but labels of shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
-        raise ValueError(f"{who}: labels must be class ids 0..{n_classes - 1}")
-    return y
 
 
 def _bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
@@ -55,7 +46,7 @@ def reliability(P: np.ndarray, y: Sequence[int], n_bins: int = 10) -> pd.DataFra
     model has ``accuracy ≈ confidence`` in every bin. Taught in lesson 11.
     """
     P = check_probabilities(P)
-    y = _labels(y, len(P), P.shape[1], "reliability")
+    y = check_labels(y, len(P), P.shape[1], "reliability")
     conf, correct = P.max(1), (P.argmax(1) == y).astype(float)
     b = _bins(conf, n_bins)
     count = np.bincount(b, minlength=n_bins)
@@ -79,7 +70,7 @@ def expected_calibration_error(P: np.ndarray, y: Sequence[int], n_bins: int = 10
     holds. It depends on the number of bins and is biased upwards on small test sets. Taught in lesson 11.
     """
     P = check_probabilities(P)
-    y = _labels(y, len(P), P.shape[1], "expected_calibration_error")
+    y = check_labels(y, len(P), P.shape[1], "expected_calibration_error")
     gap = (P.argmax(1) == y) - P.max(1)                          # correct_i - conf_i
     b = _bins(P.max(1), n_bins)
     return float(np.abs(np.bincount(b, gap, minlength=n_bins)).sum() / len(y))
@@ -113,7 +104,7 @@ def nll(P: np.ndarray, y: Sequence[int]) -> float:
     """Negative log-likelihood (cross-entropy) ``-(1/n) sum_i log P[i, y_i]``, with ``P`` clipped at 1e-12.
     Taught in lesson 11."""
     P = check_probabilities(P)
-    y = _labels(y, len(P), P.shape[1], "nll")
+    y = check_labels(y, len(P), P.shape[1], "nll")
     return float(-np.mean(np.log(np.clip(P[np.arange(len(y)), y], 1e-12, None))))
 
 
@@ -128,7 +119,7 @@ def fit_temperature(logits: np.ndarray, y: Sequence[int], bounds: tuple[float, f
     Taught in lesson 11.
     """
     Z = np.nan_to_num(_logits(logits, "fit_temperature"), neginf=-1e4)
-    y = _labels(y, len(Z), Z.shape[1], "fit_temperature")
+    y = check_labels(y, len(Z), Z.shape[1], "fit_temperature")
     lo, hi = bounds
     if not 0 < lo < 1 < hi:
         raise ValueError(f"bounds must satisfy 0 < low < 1 < high, got {bounds}")
@@ -151,7 +142,7 @@ def ece_difference(y: Sequence[int], probs_a: Sequence[np.ndarray], probs_b: Seq
     A = [check_probabilities(p, "probs_a") for p in (probs_a if np.ndim(probs_a) == 3 else [probs_a])]
     B = [check_probabilities(p, "probs_b") for p in (probs_b if np.ndim(probs_b) == 3 else [probs_b])]
     for P in A + B:
-        _labels(y, len(P), P.shape[1], "ece_difference")
+        check_labels(y, len(P), P.shape[1], "ece_difference")
     if not 0 < level < 1 or n_boot < 100:
         raise ValueError(f"need 0 < level < 1 and n_boot >= 100, got level {level}, n_boot {n_boot}")
     counts = bootstrap_counts(len(y), n_boot, seed)

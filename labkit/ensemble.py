@@ -123,7 +123,7 @@ def simplex_weights(probas: Sequence[np.ndarray], y: Sequence[int], step: float 
     """
     P = [check_probabilities(p, f"probas[{m}]") for m, p in enumerate(probas)] if len(probas) else []
     _check_members(P, None, "simplex_weights")
-    y = _check_labels(y, len(P[0]), P[0].shape[1], "simplex_weights")
+    y = check_labels(y, len(P[0]), P[0].shape[1], "simplex_weights")
     ticks = round(1 / step)
     if not 0 < step <= 1 or not np.isclose(ticks * step, 1):
         raise ValueError(f"step must divide 1 into equal parts (0.1, 0.05, 0.25, ...), got {step}")
@@ -170,7 +170,7 @@ def fit_stacker(probas: Sequence[np.ndarray], y: Sequence[int], C: float = 1.0) 
     """
     P = [check_probabilities(p, f"probas[{m}]") for m, p in enumerate(probas)] if len(probas) else []
     _check_members(P, None, "fit_stacker")
-    y = _check_labels(y, len(P[0]), P[0].shape[1], "fit_stacker")
+    y = check_labels(y, len(P[0]), P[0].shape[1], "fit_stacker")
     return LogisticRegression(C=C, max_iter=2000).fit(np.hstack(P), y)
 
 
@@ -186,10 +186,11 @@ def stack(meta: LogisticRegression, probas: Sequence[np.ndarray]) -> np.ndarray:
     return meta.predict_proba(Z)
 
 
-def _check_labels(y: Sequence[int], n: int, n_classes: int, who: str) -> np.ndarray:
+def check_labels(y: Sequence[int], n: int, n_classes: int, who: str) -> np.ndarray:
+    """``y`` as an array of ``n`` class ids in ``0 .. n_classes-1``, or a ``ValueError`` naming ``who``."""
     y = np.asarray(y)
     if y.shape != (n,):
-        raise ValueError(f"{who}: {n} predictions but labels of shape {y.shape}")
+        raise ValueError(f"{who}: {n} rows of predictions but labels of shape {y.shape}")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"{who}: labels must be class ids 0..{n_classes - 1}")
     return y
